@@ -1,0 +1,26 @@
+# polyneuron: find, score and test the neurons of multilingual language models.
+# Data flows one way: probes -> activations -> neuron scores -> plots.
+from snakemake.utils import min_version, validate
+
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/probes.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/plots.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

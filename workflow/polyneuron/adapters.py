@@ -1,0 +1,104 @@
+"""Where each model family keeps its FFN neurons.
+
+A neuron is one coordinate of the FFN intermediate activation: ``act_fn(gate_proj(x))`` for
+gated MLPs (Gemma, Llama, Qwen2, Mistral), the activation function's output for GPT-2-style
+MLPs. Hooking the activation *module* gives exactly that quantity; a hook on the MLP's output
+or on ``down_proj``'s input would give ``act_fn(gate) * up`` instead, which is not what LAPE
+counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from polyneuron import PolyneuronError
+
+
+@dataclass(frozen=True)
+class FamilyAdapter:
+    family: str
+    model_types: tuple[str, ...]
+    #: attribute paths, from the decoder body, to the list of blocks (first match wins)
+    layers_paths: tuple[str, ...]
+    #: attribute path, from one block, to the activation module
+    act_path: str
+
+
+ADAPTERS: tuple[FamilyAdapter, ...] = (
+    FamilyAdapter("gemma", ("gemma",), ("layers",), "mlp.act_fn"),
+    FamilyAdapter("gemma2", ("gemma2",), ("layers",), "mlp.act_fn"),
+    FamilyAdapter(
+        "gemma3", ("gemma3_text", "gemma3"), ("layers", "language_model.layers"), "mlp.act_fn"
+    ),
+    FamilyAdapter("llama", ("llama",), ("layers",), "mlp.act_fn"),
+    FamilyAdapter("mistral", ("mistral",), ("layers",), "mlp.act_fn"),
+    FamilyAdapter("qwen2", ("qwen2",), ("layers",), "mlp.act_fn"),
+    FamilyAdapter("qwen3", ("qwen3",), ("layers",), "mlp.act_fn"),
+    FamilyAdapter("gpt2", ("gpt2",), ("h",), "mlp.act"),
+)
+
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for a in ADAPTERS for t in a.model_types)
+
+
+def adapter_for(model_type: str) -> FamilyAdapter:
+    """The adapter of a ``config.model_type``; unknown types fail naming the supported ones."""
+    for adapter in ADAPTERS:
+        if model_type in adapter.model_types:
+            return adapter
+    raise PolyneuronError(
+        f"unsupported model architecture {model_type!r}: polyneuron knows where the FFN "
+        f"neurons are for model types {', '.join(SUPPORTED_MODEL_TYPES)}"
+    )
+
+
+def _get_path(obj: object, path: str) -> object:
+    for name in path.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
+def decoder_body(model: nn.Module) -> nn.Module:
+    """The model without its LM head: maps input ids to hidden states.
+
+    Statistics need no logits, and on small multilingual models the unembedding is most of the
+    parameters (Gemma 3 270M: 168M of 268M).
+    """
+    return getattr(model, "base_model", model)
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    adapter = adapter_for(model.config.model_type)
+    body = decoder_body(model)
+    for path in adapter.layers_paths:
+        try:
+            layers = _get_path(body, path)
+        except AttributeError:
+            continue
+        return list(layers)  # type: ignore[call-overload]
+    raise PolyneuronError(
+        f"{adapter.family} model {type(model).__name__} has none of the expected block lists "
+        f"{adapter.layers_paths}"
+    )
+
+
+def activation_modules(model: nn.Module) -> list[nn.Module]:
+    """One activation module per layer, in layer order; its output is the neuron vector."""
+    adapter = adapter_for(model.config.model_type)
+    modules = [_get_path(layer, adapter.act_path) for layer in decoder_layers(model)]
+    if len({id(m) for m in modules}) != len(modules):
+        # a shared activation module would mix the layers' statistics in one hook
+        raise PolyneuronError(f"{adapter.family}: layers share one activation module")
+    return modules  # type: ignore[return-value]
+
+
+def neurons_per_layer(config: object) -> int:
+    """FFN width from a model config (``intermediate_size``; GPT-2: ``n_inner`` or 4·d)."""
+    config = getattr(config, "text_config", None) or config
+    width = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
+    if width is None and getattr(config, "n_embd", None):
+        width = 4 * config.n_embd  # type: ignore[attr-defined]
+    if not width:
+        raise PolyneuronError(f"cannot tell the FFN width of {type(config).__name__}")
+    return int(width)

@@ -1,0 +1,41 @@
+"""Checks on a schema-validated config that JSON Schema cannot express."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from polyneuron.languages import check_languages, language_names
+from polyneuron.models import ModelSpec, check_source
+
+
+def model_spec(name: str, entry: Mapping[str, Any]) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        source=entry["source"],
+        dtype=entry.get("dtype", "float32"),
+        device=entry.get("device", "auto"),
+        device_map=entry.get("device_map"),
+        trust_remote_code=bool(entry.get("trust_remote_code", False)),
+        revision=entry.get("revision"),
+    )
+
+
+def resolve_path(path: str, basedir: str | Path) -> Path:
+    """A configured path: absolute, else relative to the working directory if it exists there,
+    else relative to the workflow's own folder (where the shipped ``data/`` lives)."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    return Path(basedir) / candidate
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Raise :class:`polyneuron.PolyneuronError` naming the first bad key."""
+    names = language_names(config.get("language_names"))
+    check_languages(config["languages"], names, "languages")
+    pivot = config["probes"]["muse"]["pivot"]
+    check_languages([pivot], names, "probes.muse.pivot")
+    for name, entry in config["models"].items():
+        check_source(model_spec(name, entry))

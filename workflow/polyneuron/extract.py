@@ -1,0 +1,148 @@
+"""Run a model over probe texts and stream neuron statistics (see :mod:`polyneuron.hooks`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from polyneuron import PolyneuronError
+from polyneuron.adapters import activation_modules, decoder_body, neurons_per_layer
+from polyneuron.hooks import NeuronStats, StatsCollector
+
+COUNT_MODES = ("prompt", "word")
+
+
+@dataclass
+class Encoded:
+    """One tokenised text: ids and the positions whose activations are counted."""
+
+    input_ids: list[int]
+    counted: list[bool]
+
+
+def encode(
+    tokenizer,
+    texts: Sequence[str],
+    spans: Sequence[tuple[int, int]] | None = None,
+    max_length: int | None = None,
+) -> list[Encoded]:
+    """Tokenise ``texts``; count every non-special token, or only those inside ``spans``.
+
+    With ``spans`` (character ranges, one per text), a token counts when its character offsets
+    overlap the span, so a word split into several tokens counts all of them.
+    """
+    need_offsets = spans is not None
+    if need_offsets and not getattr(tokenizer, "is_fast", False):
+        raise PolyneuronError(
+            "counting only the word's tokens needs a fast tokenizer (character offsets); "
+            "set probes.muse.count_tokens: prompt"
+        )
+    enc = tokenizer(
+        list(texts),
+        add_special_tokens=True,
+        return_special_tokens_mask=True,
+        return_offsets_mapping=need_offsets,
+        truncation=max_length is not None,
+        max_length=max_length,
+    )
+    out = []
+    for i, ids in enumerate(enc["input_ids"]):
+        special = enc["special_tokens_mask"][i]
+        if spans is None:
+            counted = [not s for s in special]
+        else:
+            start, end = spans[i]
+            counted = [
+                (not s) and a < end and b > start and b > a
+                for s, (a, b) in zip(special, enc["offset_mapping"][i], strict=True)
+            ]
+        out.append(Encoded(list(ids), counted))
+    return out
+
+
+def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int) -> list[list[int]]:
+    """Group example indices by length so that each padded batch has ≤ ``batch_tokens``.
+
+    Sorting by length first keeps padding small; a single example longer than the budget
+    gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # sorted ascending, so lengths[i] is the padded length if i joins the batch
+        if current and (
+            (len(current) + 1) * lengths[i] > batch_tokens or len(current) >= max_batch_size
+        ):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(
+    examples: Sequence[Encoded], pad_id: int, device: torch.device
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Right-pad a batch: model inputs and the ``[batch, seq]`` mask of counted tokens."""
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    counted = torch.zeros((len(examples), width), dtype=torch.bool)
+    for row, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[row, :n] = torch.tensor(e.input_ids)
+        attention[row, :n] = 1
+        counted[row, :n] = torch.tensor(e.counted)
+    batch = {"input_ids": ids.to(device), "attention_mask": attention.to(device)}
+    return batch, counted.to(device)
+
+
+def pad_token_id(tokenizer) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def collect_stats(
+    model: torch.nn.Module,
+    tokenizer,
+    encoded: Sequence[Encoded],
+    device: torch.device,
+    batch_tokens: int = 4096,
+    max_batch_size: int = 256,
+    desc: str = "extract",
+) -> NeuronStats:
+    """Neuron statistics of ``model`` over ``encoded`` texts; padding never counts."""
+    modules = activation_modules(model)
+    stats = NeuronStats.zeros(len(modules), neurons_per_layer(model.config), device=device)
+    batches = plan_batches([len(e.input_ids) for e in encoded], batch_tokens, max_batch_size)
+    collector = StatsCollector(modules, stats)
+    body = decoder_body(model)
+    pad = pad_token_id(tokenizer)
+    n_tokens = sum(len(e.input_ids) for e in encoded)
+    with (
+        torch.inference_mode(),
+        collector.attached(),
+        tqdm(total=n_tokens, desc=desc, unit="tok", mininterval=5.0) as bar,
+    ):
+        for indices in batches:
+            batch, counted = collate([encoded[i] for i in indices], pad, device)
+            collector.set_mask(counted)
+            collector.run(body, **batch)
+            bar.update(sum(len(encoded[i].input_ids) for i in indices))
+    return stats
+
+
+def shard_rows(n: int, shards: int, k: int) -> range:
+    """Rows of shard ``k`` of ``shards``: contiguous, sizes differing by at most one."""
+    if not 0 <= k < shards:
+        raise PolyneuronError(f"shard {k} out of range 0..{shards - 1}")
+    size, extra = divmod(n, shards)
+    start = k * size + min(k, extra)
+    return range(start, start + size + (1 if k < extra else 0))

@@ -1,0 +1,33 @@
+"""Logging for the workflow's scripts: progress to the job's log, user errors to both."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from polyneuron import PolyneuronError
+
+
+@contextmanager
+def script_log(path: str) -> Iterator[logging.Logger]:
+    """Send stderr (progress bars, warnings) to ``path``; a :class:`PolyneuronError` ends the
+    job with its one-line message on the console and in the log, without a traceback."""
+    console = sys.stderr
+    with open(path, "w", buffering=1, encoding="utf-8") as log:
+        sys.stderr = log
+        logger = logging.getLogger("polyneuron")
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            yield logger
+        except PolyneuronError as err:
+            print(f"error: {err}", file=log)
+            print(f"polyneuron error: {err}", file=console)
+            raise SystemExit(1) from None
+        finally:
+            logger.removeHandler(handler)
+            sys.stderr = console

@@ -1,0 +1,57 @@
+"""Language overlap neurons (BridgeX-ICL).
+
+Each language's set is its neurons whose activation probability is at or above that
+language's own ``percentile`` (0.99: its top 1%), the quantile taken as in LAPE
+(:func:`polyneuron.lape.kth_quantile`). Two languages' overlap is the intersection of their
+sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+import torch
+
+from polyneuron.lape import kth_quantile
+
+
+def overlap_sets(act_prob: torch.Tensor, percentile: float = 0.99) -> torch.Tensor:
+    """Boolean ``[layer, neuron, lang]``: the neuron is in the language's top set."""
+    thresholds = torch.tensor(
+        [kth_quantile(act_prob[..., k], percentile) for k in range(act_prob.shape[-1])],
+        dtype=act_prob.dtype,
+    )
+    return act_prob >= thresholds
+
+
+def overlap_table(
+    act_prob: torch.Tensor, langs: Sequence[str], percentile: float = 0.99
+) -> pl.DataFrame:
+    """``lang_a, lang_b, n_a, n_b, n_overlap, jaccard`` for every ordered pair (a = b too)."""
+    sets = overlap_sets(act_prob, percentile).flatten(0, 1).to(torch.float64)  # [neurons, lang]
+    inter = (sets.T @ sets).round().to(torch.int64)  # [lang, lang]
+    sizes = inter.diagonal()
+    union = sizes[:, None] + sizes[None, :] - inter
+    jaccard = inter.double() / union.clamp(min=1).double()
+    n = len(langs)
+    a = torch.arange(n).repeat_interleave(n)
+    b = torch.arange(n).repeat(n)
+    return pl.DataFrame(
+        {
+            "lang_a": [langs[i] for i in a.tolist()],
+            "lang_b": [langs[i] for i in b.tolist()],
+            "n_a": sizes[a].numpy(),
+            "n_b": sizes[b].numpy(),
+            "n_overlap": inter[a, b].numpy(),
+            "jaccard": jaccard[a, b].numpy(),
+        },
+        schema={
+            "lang_a": pl.String,
+            "lang_b": pl.String,
+            "n_a": pl.Int64,
+            "n_b": pl.Int64,
+            "n_overlap": pl.Int64,
+            "jaccard": pl.Float64,
+        },
+    )

@@ -1,0 +1,68 @@
+import hashlib
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from polyneuron import PolyneuronError
+from polyneuron.config import check_config, model_spec, resolve_path
+from polyneuron.languages import language_names
+from polyneuron.muse import find_dictionary
+
+try:
+    check_config(config)
+except PolyneuronError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
+
+
+MODELS = list(config["models"])
+LANGS = config["languages"]
+SHARDS = config["extraction"]["shards"]
+MUSE = config["probes"]["muse"]
+NAMES = language_names(config["language_names"])
+LIB = Path(workflow.basedir) / "workflow" / "polyneuron"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    lang=r"[a-z]{2,3}",
+    probe=r"[a-z0-9_]+",
+    k=r"\d+",
+
+
+def code_version(*modules):
+    """Hash of the library modules a rule runs: editing them reruns exactly those jobs
+    (Snakemake tracks a script's own code, not the modules it imports)."""
+    digest = hashlib.sha256()
+    for module in ("__init__", "io", *modules):
+        digest.update((LIB / f"{module}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def model_params(wildcards):
+    spec = model_spec(wildcards.model, config["models"][wildcards.model])
+    return {
+        "dtype": spec.dtype,
+        "device": spec.device,
+        "device_map": spec.device_map,
+        "trust_remote_code": spec.trust_remote_code,
+    }
+
+
+def activation_shards(model, probe):
+    return expand(
+        "results/activations/{model}/{probe}/{lang}/part-{k}.parquet",
+        model=model,
+        probe=probe,
+        lang=LANGS,
+        k=range(SHARDS),
+    )
+
+
+def all_targets():
+    return [
+        "results/overlap_heatmap.pdf",
+        *expand("results/plots/{model}/lape_layers.pdf", model=MODELS),
+    ]

@@ -1,0 +1,22 @@
+rule extract_activations:
+    input:
+        model="resources/models/{model}",
+        probes="results/probes/{probe}/{lang}.parquet",
+    output:
+        "results/activations/{model}/{probe}/{lang}/part-{k}.parquet",
+    params:
+        model=model_params,
+        shards=SHARDS,
+        batch_tokens=config["extraction"]["batch_tokens"],
+        max_batch_size=config["extraction"]["max_batch_size"],
+        count_tokens=lambda wc: config["probes"][wc.probe].get("count_tokens", "prompt"),
+        code=code_version("adapters", "models", "hooks", "extract"),
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=6000,
+    log:
+        "logs/extract_activations/{model}/{probe}/{lang}/part-{k}.log",
+    benchmark:
+        "results/benchmarks/extract_activations/{model}/{probe}/{lang}/part-{k}.tsv"
+    script:
+        "../scripts/extract_activations.py"

@@ -1,0 +1,38 @@
+rule plot_overlap_heatmap:
+    input:
+        expand("results/neurons/{model}/overlap.parquet", model=MODELS),
+    output:
+        report(
+            "results/overlap_heatmap.pdf",
+            caption="../report/overlap_heatmap.rst",
+            category="Language neurons",
+        ),
+    params:
+        models=MODELS,
+        languages=LANGS,
+        probe=config["overlap"]["probe"],
+        code=code_version("plots"),
+    log:
+        "logs/plot_overlap_heatmap.log",
+    script:
+        "../scripts/plot_overlap_heatmap.py"
+
+
+rule plot_lape_layers:
+    input:
+        neurons="results/neurons/{model}/lape.parquet",
+        info="resources/model_info/{model}.json",
+    output:
+        report(
+            "results/plots/{model}/lape_layers.pdf",
+            caption="../report/lape_layers.rst",
+            category="Language neurons",
+            subcategory="{model}",
+        ),
+    params:
+        languages=LANGS,
+        code=code_version("plots"),
+    log:
+        "logs/plot_lape_layers/{model}.log",
+    script:
+        "../scripts/plot_lape_layers.py"

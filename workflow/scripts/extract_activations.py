@@ -1,0 +1,39 @@
+"""Neuron statistics of one model on one shard of one language's probes."""
+
+import polars as pl
+import torch
+
+from polyneuron.extract import collect_stats, encode, shard_rows
+from polyneuron.io import write_parquet
+from polyneuron.logs import script_log
+from polyneuron.models import ModelSpec, load_prepared
+
+with script_log(snakemake.log[0]) as log:
+    p, wc = snakemake.params, snakemake.wildcards
+    torch.set_num_threads(snakemake.threads)
+    probes = pl.read_parquet(snakemake.input.probes)
+    rows = shard_rows(probes.height, p.shards, int(wc.k))
+    shard = probes.slice(rows.start, len(rows))
+    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
+    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    spans = None
+    if p.count_tokens == "word":
+        spans = list(zip(shard["word_start"], shard["word_end"], strict=True))
+    encoded = encode(tokenizer, shard["text"].to_list(), spans)
+    stats = collect_stats(
+        model,
+        tokenizer,
+        encoded,
+        device,
+        batch_tokens=p.batch_tokens,
+        max_batch_size=p.max_batch_size,
+        desc=f"{wc.model}/{wc.probe}/{wc.lang} part {wc.k}",
+    )
+    log.info(
+        "%s: %d texts, %d counted tokens per layer on %s",
+        wc.lang,
+        shard.height,
+        int(stats.n_tokens[0]),
+        device,
+    )
+    write_parquet(stats.to_frame(), snakemake.output[0])

@@ -1,0 +1,14 @@
+"""Language overlap neurons (BridgeX-ICL): results/neurons/{model}/overlap.parquet."""
+
+from polyneuron.io import write_parquet
+from polyneuron.logs import script_log
+from polyneuron.overlap import overlap_table
+from polyneuron.stats import load_act_prob
+
+with script_log(snakemake.log[0]) as log:
+    p = snakemake.params
+    act_prob, langs = load_act_prob(snakemake.input, p.languages, p.shards)
+    table = overlap_table(act_prob, langs, p.percentile)
+    off = table.filter(table["lang_a"] != table["lang_b"])["jaccard"]
+    log.info("off-diagonal Jaccard from %.3f to %.3f", off.min(), off.max())
+    write_parquet(table, snakemake.output[0])
