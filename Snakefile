@@ -2,7 +2,6 @@
 # Data flows one way: probes -> activations -> neuron scores -> plots.
 from snakemake.utils import min_version, validate
 
-
 min_version("9.0")
 
 
@@ -13,6 +12,15 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    lang=r"[a-z]{2,3}",
+    probe=r"[a-z0-9_]+",
+    k=r"\d+",
+
+
 include: "workflow/rules/models.smk"
 include: "workflow/rules/probes.smk"
 include: "workflow/rules/extract.smk"
@@ -21,6 +29,6 @@ include: "workflow/rules/plots.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

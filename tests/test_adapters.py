@@ -1,12 +1,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import FAMILIES
 
 from polyneuron import PolyneuronError
 from polyneuron.adapters import SUPPORTED_MODEL_TYPES, activation_modules, adapter_for
 from polyneuron.extract import collect_stats, encode
 from polyneuron.models import ModelSpec, load_prepared
-from tiny import FAMILIES
 
 ACTIVATIONS = {
     "silu": F.silu,
@@ -73,4 +73,12 @@ def test_unsupported_family_fails_naming_the_supported_ones():
     assert "'bert'" in str(err.value)
     for model_type in ("gemma3_text", "llama", "qwen2", "mistral", "gpt2"):
         assert model_type in str(err.value)
-    assert set(SUPPORTED_MODEL_TYPES) >= {"gemma", "gemma2", "gemma3_text", "llama", "mistral", "qwen2", "gpt2"}
+    assert set(SUPPORTED_MODEL_TYPES) >= {
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+        "llama",
+        "mistral",
+        "qwen2",
+        "gpt2",
+    }

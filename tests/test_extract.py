@@ -8,7 +8,11 @@ from polyneuron.models import ModelSpec, load_prepared
 
 def test_plan_batches_groups_by_length_within_token_budget():
     # sorted by length: 1 (len 1), 2 (3), 3 (3), 0 (5), 4 (10); budget 9 padded tokens
-    assert plan_batches([5, 1, 3, 3, 10], batch_tokens=9, max_batch_size=10) == [[1, 2, 3], [0], [4]]
+    assert plan_batches([5, 1, 3, 3, 10], batch_tokens=9, max_batch_size=10) == [
+        [1, 2, 3],
+        [0],
+        [4],
+    ]
     assert plan_batches([2, 2, 2, 2], batch_tokens=100, max_batch_size=3) == [[0, 1, 2], [3]]
 
 

@@ -34,7 +34,9 @@ def test_stats_frame_has_the_shard_schema_one_row_per_neuron():
             "act_sqsum": pl.Float64,
         }
     )
-    assert frame.select("layer", "neuron").rows() == [(l, n) for l in range(2) for n in range(3)]
+    assert frame.select("layer", "neuron").rows() == [
+        (layer, n) for layer in range(2) for n in range(3)
+    ]
     assert frame["n_tokens"].to_list() == [0, 0, 0, 2, 2, 2]
 
 
@@ -59,7 +61,10 @@ def test_reduce_shards_sums_per_neuron():
 
 def test_activation_probs_divides_active_by_counted_tokens():
     probs, langs = activation_probs(
-        {"de": reduce_shards([shard([4, 4], [1, 2], [0, 0])]), "fr": reduce_shards([shard([5, 5], [5, 0], [0, 0])])}
+        {
+            "de": reduce_shards([shard([4, 4], [1, 2], [0, 0])]),
+            "fr": reduce_shards([shard([5, 5], [5, 0], [0, 0])]),
+        }
     )
     assert langs == ["de", "fr"]
     # neuron 0 got n_active 2 (second row), neuron 1 got 1
@@ -70,5 +75,5 @@ def test_activation_probs_divides_active_by_counted_tokens():
 def test_activation_probs_rejects_a_language_without_tokens():
     from polyneuron import PolyneuronError
 
-    with pytest.raises(PolyneuronError, match="'sw'.*no tokens"):
+    with pytest.raises(PolyneuronError, match=r"'sw'.*no tokens"):
         activation_probs({"sw": reduce_shards([shard([0, 0], [0, 0], [0, 0])])})

@@ -43,18 +43,20 @@ def test_lape_keeps_lowest_entropy_neurons_above_tau():
     out = select_lape(PROBS, ["a", "b"], filter_rate=0.8, top_rate=0.3, activation_bar_ratio=0.8)
     assert out.select("layer", "neuron", "lang").rows() == [(0, 0, "a"), (0, 3, "a"), (1, 0, "b")]
     assert out["act_prob"].to_list() == pytest.approx([0.9, 0.8, 0.95])
-    assert out["entropy"].to_list() == pytest.approx(
-        [0.0, entropy2(0.8, 0.1), entropy2(0.1, 0.95)]
-    )
+    assert out["entropy"].to_list() == pytest.approx([0.0, entropy2(0.8, 0.1), entropy2(0.1, 0.95)])
 
 
 def test_lape_assigns_neuron_to_every_language_above_tau():
     probs = torch.tensor([[[0.9, 0.8, 0.0], [0.1, 0.1, 0.1], [0.2, 0.0, 0.0]]], dtype=torch.float64)
     # 9 values, round(9 * 0.7) = 6th smallest: 0 0 0 0 .1 .1 -> bar = 0.1
-    out = select_lape(probs, ["x", "y", "z"], filter_rate=0.7, top_rate=1 / 3, activation_bar_ratio=0.7)
+    out = select_lape(
+        probs, ["x", "y", "z"], filter_rate=0.7, top_rate=1 / 3, activation_bar_ratio=0.7
+    )
     # kept: the single lowest-entropy neuron among those with p > 0.1: (0,2) has H=0 and p=.2
     assert out.select("neuron", "lang").rows() == [(2, "x")]
-    out = select_lape(probs, ["x", "y", "z"], filter_rate=0.7, top_rate=2 / 3, activation_bar_ratio=0.7)
+    out = select_lape(
+        probs, ["x", "y", "z"], filter_rate=0.7, top_rate=2 / 3, activation_bar_ratio=0.7
+    )
     # neuron 0 (H of [.9,.8,0]) is kept too and goes to both x and y, which are above 0.1
     assert out.select("neuron", "lang").rows() == [(0, "x"), (0, "y"), (2, "x")]
 

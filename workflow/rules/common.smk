@@ -25,15 +25,8 @@ NAMES = language_names(config["language_names"])
 LIB = Path(workflow.basedir) / "workflow" / "polyneuron"
 
 
-wildcard_constraints:
-    model=r"[A-Za-z0-9][A-Za-z0-9._-]*",
-    lang=r"[a-z]{2,3}",
-    probe=r"[a-z0-9_]+",
-    k=r"\d+",
-
-
 def code_version(*modules):
-    """Hash of the library modules a rule runs: editing them reruns exactly those jobs
+    """Hash of the library modules a job runs: editing them reruns exactly those jobs
     (Snakemake tracks a script's own code, not the modules it imports)."""
     digest = hashlib.sha256()
     for module in ("__init__", "io", *modules):
@@ -66,3 +59,23 @@ def all_targets():
         "results/overlap_heatmap.pdf",
         *expand("results/plots/{model}/lape_layers.pdf", model=MODELS),
     ]
+
+
+def probe_languages(wildcards):
+    """Languages whose dictionaries shape this language's probes (all, for the pivot)."""
+    if wildcards.lang == MUSE["pivot"]:
+        return LANGS
+    return [MUSE["pivot"], wildcards.lang]
+
+
+def muse_dictionaries(wildcards):
+    """The dictionary of each non-pivot language in :func:`probe_languages`, by language."""
+    folder = resolve_path(MUSE["dir"], workflow.basedir)
+    try:
+        return {
+            lang: str(find_dictionary(folder, MUSE["pivot"], lang)[0])
+            for lang in probe_languages(wildcards)
+            if lang != MUSE["pivot"]
+        }
+    except PolyneuronError as err:
+        raise WorkflowError(str(err)) from None

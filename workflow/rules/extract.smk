@@ -4,6 +4,15 @@ rule extract_activations:
         probes="results/probes/{probe}/{lang}.parquet",
     output:
         "results/activations/{model}/{probe}/{lang}/part-{k}.parquet",
+    log:
+        "logs/extract_activations/{model}/{probe}/{lang}/part-{k}.log",
+    benchmark:
+        "results/benchmarks/extract_activations/{model}/{probe}/{lang}/part-{k}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=6000,
     params:
         model=model_params,
         shards=SHARDS,
@@ -11,12 +20,5 @@ rule extract_activations:
         max_batch_size=config["extraction"]["max_batch_size"],
         count_tokens=lambda wc: config["probes"][wc.probe].get("count_tokens", "prompt"),
         code=code_version("adapters", "models", "hooks", "extract"),
-    threads: config["extraction"]["threads"]
-    resources:
-        mem_mb=6000,
-    log:
-        "logs/extract_activations/{model}/{probe}/{lang}/part-{k}.log",
-    benchmark:
-        "results/benchmarks/extract_activations/{model}/{probe}/{lang}/part-{k}.tsv"
     script:
         "../scripts/extract_activations.py"

@@ -2,6 +2,14 @@ rule prepare_model:
     output:
         folder=directory("resources/models/{model}"),
         info="resources/model_info/{model}.json",
+    log:
+        "logs/prepare_model/{model}.log",
+    benchmark:
+        "results/benchmarks/prepare_model/{model}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    resources:
+        mem_mb=8000,
     params:
         source=lambda wc: config["models"][wc.model]["source"],
         trust_remote_code=lambda wc: config["models"][wc.model].get(
@@ -9,11 +17,5 @@ rule prepare_model:
         ),
         revision=lambda wc: config["models"][wc.model].get("revision"),
         code=code_version("adapters", "models"),
-    log:
-        "logs/prepare_model/{model}.log",
-    benchmark:
-        "results/benchmarks/prepare_model/{model}.tsv"
-    resources:
-        mem_mb=8000,
     script:
         "../scripts/prepare_model.py"

@@ -7,13 +7,15 @@ rule plot_overlap_heatmap:
             caption="../report/overlap_heatmap.rst",
             category="Language neurons",
         ),
+    log:
+        "logs/plot_overlap_heatmap.log",
+    conda:
+        "../../envs/polyneuron.yaml"
     params:
         models=MODELS,
         languages=LANGS,
         probe=config["overlap"]["probe"],
         code=code_version("plots"),
-    log:
-        "logs/plot_overlap_heatmap.log",
     script:
         "../scripts/plot_overlap_heatmap.py"
 
@@ -29,10 +31,12 @@ rule plot_lape_layers:
             category="Language neurons",
             subcategory="{model}",
         ),
+    log:
+        "logs/plot_lape_layers/{model}.log",
+    conda:
+        "../../envs/polyneuron.yaml"
     params:
         languages=LANGS,
         code=code_version("plots"),
-    log:
-        "logs/plot_lape_layers/{model}.log",
     script:
         "../scripts/plot_lape_layers.py"

@@ -3,6 +3,10 @@ rule score_lape:
         lambda wc: activation_shards(wc.model, config["lape"]["probe"]),
     output:
         "results/neurons/{model}/lape.parquet",
+    log:
+        "logs/score_lape/{model}.log",
+    conda:
+        "../../envs/polyneuron.yaml"
     params:
         languages=LANGS,
         shards=SHARDS,
@@ -10,8 +14,6 @@ rule score_lape:
         top_rate=config["lape"]["top_rate"],
         activation_bar_ratio=config["lape"]["activation_bar_ratio"],
         code=code_version("stats", "lape"),
-    log:
-        "logs/score_lape/{model}.log",
     script:
         "../scripts/score_lape.py"
 
@@ -21,12 +23,14 @@ rule score_overlap:
         lambda wc: activation_shards(wc.model, config["overlap"]["probe"]),
     output:
         "results/neurons/{model}/overlap.parquet",
+    log:
+        "logs/score_overlap/{model}.log",
+    conda:
+        "../../envs/polyneuron.yaml"
     params:
         languages=LANGS,
         shards=SHARDS,
         percentile=config["overlap"]["percentile"],
         code=code_version("stats", "lape", "overlap"),
-    log:
-        "logs/score_overlap/{model}.log",
     script:
         "../scripts/score_overlap.py"

@@ -1,0 +1,215 @@
+"""The workflow end to end on tiny models: full run, no-op rerun, partial reruns, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import write_dictionaries
+from workflow_helpers import planned_jobs, snakemake, write_config
+
+LANGS = ["en", "de", "fr", "ru"]
+
+
+def base_config(models: dict[str, Path]) -> dict:
+    return {
+        "models": {name: {"source": str(path), "device": "cpu"} for name, path in models.items()},
+        "languages": LANGS,
+        "probes": {"muse": {"dir": "muse"}},
+        "extraction": {"shards": 2, "threads": 1},
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_models) -> Path:
+    """A workdir where the default target has been built on the tiny llama."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_dictionaries(workdir / "muse")
+    write_config(workdir, base_config({"tiny-llama": tiny_models["llama"]}))
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_full_run_writes_every_stage(finished):
+    for lang in LANGS:
+        probes = pl.read_parquet(finished / f"results/probes/muse/{lang}.parquet")
+        assert {"id", "pair_id", "lang", "text"} <= set(probes.columns)
+    shard = pl.read_parquet(finished / "results/activations/tiny-llama/muse/de/part-1.parquet")
+    assert shard.columns == ["layer", "neuron", "n_tokens", "n_active", "act_sum", "act_sqsum"]
+    info = json.loads((finished / "resources/model_info/tiny-llama.json").read_text())
+    assert shard.height == info["n_layers"] * info["n_neurons_per_layer"]
+    lape = pl.read_parquet(finished / "results/neurons/tiny-llama/lape.parquet")
+    assert lape.columns == ["layer", "neuron", "lang", "act_prob", "entropy"]
+    overlap = pl.read_parquet(finished / "results/neurons/tiny-llama/overlap.parquet")
+    assert overlap.height == len(LANGS) ** 2
+    assert (finished / "results/overlap_heatmap.pdf").read_bytes().startswith(b"%PDF")
+    assert (finished / "results/plots/tiny-llama/lape_layers.pdf").read_bytes().startswith(b"%PDF")
+    assert (finished / "resources/models/tiny-llama/model.safetensors").exists()
+
+
+def test_shards_add_up_to_the_whole_probe_set(finished):
+    de = pl.read_parquet(finished / "results/probes/muse/de.parquet")
+    parts = [
+        pl.read_parquet(finished / f"results/activations/tiny-llama/muse/de/part-{k}.parquet")
+        for k in range(2)
+    ]
+    # every probe text is counted in exactly one shard: no text lost, none twice
+    assert parts[0]["n_tokens"][0] > 0 and parts[1]["n_tokens"][0] > 0
+    from transformers import AutoTokenizer
+
+    from polyneuron.extract import encode
+
+    tokenizer = AutoTokenizer.from_pretrained(finished / "resources/models/tiny-llama")
+    expected = sum(sum(e.counted) for e in encode(tokenizer, de["text"].to_list()))
+    assert parts[0]["n_tokens"][0] + parts[1]["n_tokens"][0] == expected
+
+
+def test_rerun_plans_nothing(finished):
+    assert planned_jobs(finished) == {}
+
+
+def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
+    config_path = finished / "config.yaml"
+    original = config_path.read_text()
+    try:
+        config_path.write_text(original + "lape:\n  top_rate: 0.05\n")
+        assert planned_jobs(finished) == {"score_lape": 1, "plot_lape_layers": 1}
+        config_path.write_text(original + "overlap:\n  percentile: 0.9\n")
+        assert planned_jobs(finished) == {"score_overlap": 1, "plot_overlap_heatmap": 1}
+        config_path.write_text(original.replace("dir: muse", "dir: muse\n    count_tokens: word"))
+        # counting only the word's tokens changes extraction, not the (model-free) probes
+        plan = planned_jobs(finished)
+        assert plan["extract_activations"] == len(LANGS) * 2
+        assert "build_muse_probes" not in plan and "prepare_model" not in plan
+    finally:
+        config_path.write_text(original)
+    assert planned_jobs(finished) == {}
+
+
+def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models):
+    config_path = finished / "config.yaml"
+    original = config_path.read_text()
+    try:
+        write_config(
+            finished,
+            base_config({"tiny-llama": tiny_models["llama"], "tiny-gpt2": tiny_models["gpt2"]}),
+        )
+        assert planned_jobs(finished) == {
+            "prepare_model": 1,
+            "extract_activations": len(LANGS) * 2,
+            "score_lape": 1,
+            "score_overlap": 1,
+            "plot_lape_layers": 1,
+            "plot_overlap_heatmap": 1,
+        }
+    finally:
+        config_path.write_text(original)
+
+
+def test_swapping_a_model_then_back_reruns_nothing_for_the_kept_outputs(finished, tiny_models):
+    config_path = finished / "config.yaml"
+    original = config_path.read_text()
+    try:
+        write_config(finished, base_config({"tiny-qwen": tiny_models["qwen2"]}))
+        snakemake(finished, "--cores", "2")
+        heatmap = pl.read_parquet(finished / "results/neurons/tiny-qwen/overlap.parquet")
+        assert heatmap.height == len(LANGS) ** 2
+        assert planned_jobs(finished) == {}
+    finally:
+        config_path.write_text(original)
+    # back to the first model: its neuron files are still valid, only the figure is rebuilt
+    assert planned_jobs(finished) == {"plot_overlap_heatmap": 1}
+    snakemake(finished, "--cores", "2")
+
+
+# --- bad input: a clear error naming the key/file, and no partial output ----------------------
+
+
+@pytest.fixture()
+def scratch(tmp_path, tiny_models) -> Path:
+    write_dictionaries(tmp_path / "muse")
+    write_config(tmp_path, base_config({"tiny-llama": tiny_models["llama"]}))
+    return tmp_path
+
+
+def update_config(workdir: Path, change) -> None:
+    import yaml
+
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    change(config)
+    write_config(workdir, config)
+
+
+def assert_fails(workdir: Path, *needles: str) -> None:
+    result = snakemake(workdir, "--cores", "2", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for needle in needles:
+        assert needle in output, output
+    assert not (workdir / "results/overlap_heatmap.pdf").exists()
+    leftovers = [p for p in (workdir / "results").rglob("*") if p.is_file() and ".tmp" in p.name]
+    assert leftovers == []
+
+
+def test_unknown_config_key_is_named(scratch):
+    update_config(scratch, lambda c: c.update({"lape": {"top_rat": 0.1}}))
+    assert_fails(scratch, "top_rat")
+
+
+def test_wrong_type_and_out_of_range_values_are_named(scratch):
+    update_config(scratch, lambda c: c["extraction"].update({"shards": "two"}))
+    assert_fails(scratch, "'two' is not of type 'integer'", "shards")
+    update_config(scratch, lambda c: c["extraction"].update({"shards": 0}))
+    assert_fails(scratch, "shards")
+    update_config(
+        scratch,
+        lambda c: (c["extraction"].update({"shards": 1}), c.update({"lape": {"top_rate": 1.5}})),
+    )
+    assert_fails(scratch, "top_rate", "1.5")
+
+
+def test_unknown_language_code_is_named(scratch):
+    update_config(scratch, lambda c: c.update({"languages": ["en", "de", "xx"]}))
+    assert_fails(scratch, "config key languages", "'xx'")
+
+
+def test_missing_dictionary_names_language(scratch):
+    (scratch / "muse/en-ru.txt").unlink()
+    assert_fails(scratch, "no dictionary for language 'ru'", "en-ru.txt")
+    assert not (scratch / "results/probes").exists()
+
+
+def test_malformed_dictionary_lines_fail_when_configured(scratch):
+    with (scratch / "muse/en-fr.txt").open("a", encoding="utf-8") as handle:
+        handle.write("lonely\n")
+    update_config(scratch, lambda c: c["probes"]["muse"].update({"on_malformed": "fail"}))
+    assert_fails(scratch, "en-fr.txt: 1 malformed line(s)", "line(s) 8")
+    assert not (scratch / "results/probes/muse/fr.parquet").exists()
+
+
+def test_missing_model_path_is_named(scratch):
+    update_config(
+        scratch, lambda c: c["models"].update({"ghost": {"source": "/nonexistent/model"}})
+    )
+    assert_fails(scratch, "models.ghost.source", "/nonexistent/model", "does not exist")
+
+
+def test_unsupported_architecture_fails_naming_supported_ones(scratch, tmp_path_factory):
+    from transformers import BertConfig, BertLMHeadModel
+
+    folder = tmp_path_factory.mktemp("bert") / "tiny-bert"
+    BertLMHeadModel(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            is_decoder=True,
+        )
+    ).save_pretrained(folder)
+    update_config(scratch, lambda c: c.update({"models": {"bert": {"source": str(folder)}}}))
+    assert_fails(scratch, "unsupported model architecture 'bert'", "llama", "gemma3_text")
+    assert not (scratch / "resources/models/bert").exists()
