@@ -1,0 +1,45 @@
+"""The README's main job on the embedded model (Gemma 3 270M from PyPI), end to end."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import polars as pl
+import pytest
+import yaml
+
+from workflow_helpers import REPO, planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_target_on_the_embedded_model(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    langs = config["languages"]
+    start = time.perf_counter()
+    snakemake(tmp_path, "--cores", "2", "results/overlap_heatmap.pdf")
+    elapsed = time.perf_counter() - start
+
+    assert (tmp_path / "results/overlap_heatmap.pdf").read_bytes().startswith(b"%PDF")
+    assert planned_jobs(tmp_path, "results/overlap_heatmap.pdf") == {}
+    for model in config["models"]:
+        overlap = pl.read_parquet(tmp_path / f"results/neurons/{model}/overlap.parquet")
+        assert overlap.height == len(langs) ** 2
+        off = overlap.filter(pl.col("lang_a") != pl.col("lang_b"))["jaccard"]
+        assert 0 < off.min() <= off.max() < 1  # languages share some but not all top neurons
+        tokens = sum(
+            pl.read_parquet(path)["n_tokens"][0]
+            for path in (tmp_path / f"results/activations/{model}/muse").rglob("part-*.parquet")
+        )
+        print(f"\n{model}: {elapsed:.0f} s for the default target, {tokens} tokens counted")
+        print(f"{model}: off-diagonal Jaccard {off.min():.3f} to {off.max():.3f}")
+
+    snakemake(tmp_path, "--cores", "2")  # the LAPE plots too
+    for model in config["models"]:
+        lape = pl.read_parquet(tmp_path / f"results/neurons/{model}/lape.parquet")
+        per_lang = dict(lape.group_by("lang").len().sort("lang").iter_rows())
+        print(f"{model}: language-specific neurons per language {per_lang}")
+        assert lape.height > 0
+        assert (tmp_path / f"results/plots/{model}/lape_layers.pdf").exists()
