@@ -2,7 +2,7 @@ import polars as pl
 import pytest
 import torch
 
-from polyneuron.hooks import NeuronStats
+from polyneuron.hooks import CountedPositions, NeuronStats
 from polyneuron.stats import activation_probs, reduce_shards
 
 
@@ -77,3 +77,18 @@ def test_activation_probs_rejects_a_language_without_tokens():
 
     with pytest.raises(PolyneuronError, match=r"'sw'.*no tokens"):
         activation_probs({"sw": reduce_shards([shard([0, 0], [0, 0], [0, 0])])})
+
+
+def test_sparse_masks_take_the_gather_path_with_the_same_result():
+    act = torch.tensor(
+        [[[1.0, -2.0], [0.5, 0.0], [9.0, 9.0]], [[-1.0, 3.0], [7.0, 7.0], [7.0, 7.0]]]
+    )
+    mask = torch.tensor([[False, True, False], [True, False, False]])  # 2 of 6: sparse
+    assert CountedPositions.of(mask).index is not None
+    stats = NeuronStats.zeros(1, 2)
+    stats.add_(0, act, mask)
+    # counted tokens: [0.5, 0], [-1, 3]
+    assert stats.n_tokens.tolist() == [2]
+    assert stats.n_active.tolist() == [[1, 1]]
+    assert stats.act_sum[0].tolist() == pytest.approx([-0.5, 3.0])
+    assert stats.act_sqsum[0].tolist() == pytest.approx([1.25, 9.0])

@@ -15,6 +15,27 @@ import torch
 from torch import nn
 
 
+@dataclass(frozen=True)
+class CountedPositions:
+    """Which of a batch's ``[batch, seq]`` positions count, in the cheaper of two forms.
+
+    Mostly-counted batches (whole prompts; padding and BOS left out) use 0/1 weights over all
+    positions; sparse ones (only a word's tokens) gather the counted rows first.
+    """
+
+    count: int
+    weights: torch.Tensor  # [1, batch*seq] float32, 1 where counted
+    index: torch.Tensor | None  # counted flat positions, when gathering is cheaper
+
+    @classmethod
+    def of(cls, mask: torch.Tensor) -> CountedPositions:
+        flat = mask.reshape(-1)
+        count = int(flat.sum())
+        sparse = 2 * count < flat.numel()
+        index = torch.nonzero(flat).flatten() if sparse else None
+        return cls(count, flat.to(torch.float32)[None], index)
+
+
 @dataclass
 class NeuronStats:
     """Counters per (layer, neuron); ``n_tokens[layer]`` is shared by a layer's neurons."""
@@ -35,15 +56,26 @@ class NeuronStats:
             act_sqsum=torch.zeros(n_layers, n_neurons, dtype=torch.float64, device=device),
         )
 
-    def add_(self, layer: int, act: torch.Tensor, mask: torch.Tensor) -> None:
+    def add_(self, layer: int, act: torch.Tensor, mask: torch.Tensor | CountedPositions) -> None:
         """Fold activations ``act[..., neurons]`` at the positions where ``mask`` is true."""
-        counted = act[mask] if not bool(mask.all()) else act.reshape(-1, act.shape[-1])
-        counted = counted.float()
-        self.n_tokens[layer] += counted.shape[0]
-        # clamp+sign+sum ran faster on CPU than (x > 0).sum(0) and is exact below 2^24 tokens
-        self.n_active[layer] += counted.clamp(min=0).sign_().sum(0).to(torch.int64)
-        self.act_sum[layer] += counted.sum(0).to(torch.float64)
-        self.act_sqsum[layer] += counted.square().sum(0).to(torch.float64)
+        where = mask if isinstance(mask, CountedPositions) else CountedPositions.of(mask)
+        flat = act.reshape(-1, act.shape[-1])
+        if where.index is not None:
+            flat = flat.index_select(0, where.index)
+        flat = flat.float()
+        w = where.weights if where.index is None else None
+        self.n_tokens[layer] += where.count
+        # clamp+sign ran faster on CPU than (x > 0); the float sums of 0/1 are exact below 2^24
+        # tokens per batch. A masked sum is one GEMV with the 0/1 weights, no gather needed.
+        active = flat.clamp(min=0).sign_()
+        if w is None:
+            self.n_active[layer] += active.sum(0).to(torch.int64)
+            self.act_sum[layer] += flat.sum(0).to(torch.float64)
+            self.act_sqsum[layer] += flat.square().sum(0).to(torch.float64)
+        else:
+            self.n_active[layer] += (w @ active)[0].round().to(torch.int64)
+            self.act_sum[layer] += (w @ flat)[0].to(torch.float64)
+            self.act_sqsum[layer] += (w @ flat.square())[0].to(torch.float64)
 
     def to_frame(self) -> pl.DataFrame:
         """One row per (layer, neuron), with the shard schema of the activation files."""
@@ -85,10 +117,10 @@ class StatsCollector:
     def __init__(self, modules: Sequence[nn.Module], stats: NeuronStats) -> None:
         self.modules = list(modules)
         self.stats = stats
-        self._mask: torch.Tensor | None = None
+        self._mask: CountedPositions | None = None
 
     def set_mask(self, mask: torch.Tensor) -> None:
-        self._mask = mask
+        self._mask = CountedPositions.of(mask)
 
     def _hook(self, layer: int, last: bool):
         def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
