@@ -8,7 +8,6 @@ import time
 import polars as pl
 import pytest
 import yaml
-
 from workflow_helpers import REPO, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,263 @@
+"""profiles/slurm on a real single-node Slurm cluster that the test starts and stops.
+
+The cluster (munge, MariaDB + slurmdbd, slurmctld, slurmd; .ci/slurm.sh) needs root and the
+Debian packages that `.ci/slurm.sh install` puts in. Without them the cluster tests are skipped,
+saying why; with POLYNEURON_REQUIRE_SLURM=1 (CI) they fail instead, so CI cannot skip silently.
+
+The test cluster has no GPU: the run layers a small profile over profiles/slurm that turns the
+GPU requests off (gpu: 0) and points every job at the test partition and account; everything
+else (executor, per-rule memory and time, retries, logs) is the shipped profile's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from polars.testing import assert_frame_equal
+from tiny import build_tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM_SH = REPO / ".ci" / "slurm.sh"
+PROFILE = REPO / "profiles" / "slurm"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+GPU_RULES = ("prepare_model", "extract_activations")
+COMMANDS = ("munged", "slurmctld", "slurmd", "slurmdbd", "mariadbd", "sbatch", "sacct")
+
+LANGS = ["en", "de", "fr"]
+DICTIONARIES = {
+    "de": [("water", "wasser"), ("house", "haus"), ("dog", "hund"), ("cat", "katze"),
+           ("bread", "brot"), ("tree", "baum"), ("night", "nacht")],
+    "fr": [("water", "eau"), ("house", "maison"), ("dog", "chien"), ("cat", "chat"),
+           ("bread", "pain"), ("tree", "arbre"), ("night", "nuit")],
+}  # fmt: skip
+# prepare_model, build_muse_probes x3, extract_activations x3, score_lape, score_overlap,
+# plot_lape_layers, plot_overlap_heatmap; `all` runs in the submitting process
+N_CLUSTER_JOBS = 11
+
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+
+
+def workflow_rules() -> set[str]:
+    rules = set()
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
+        rules |= set(re.findall(r"^rule (\w+):", path.read_text(), flags=re.MULTILINE))
+    return rules - {"all"}
+
+
+def test_slurm_profile_sets_resources_for_every_rule():
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert {"mem_mb", "runtime"} <= set(profile["default-resources"])
+    assert set(profile["set-resources"]) == workflow_rules()
+    # Slurm GPU jobs get CPUs per GPU (a GPU job with only cpus-per-task is refused on many
+    # clusters); the light rules need nothing from the model and ask for little
+    assert profile["set-resources"]["extract_activations"]["cpus_per_gpu"] >= 1
+    for rule, resources in profile["set-resources"].items():
+        if rule not in GPU_RULES:
+            assert resources["mem_mb"] <= 8000 and resources["runtime"] <= 30, rule
+
+
+# ---------------------------------------------------------------- the cluster run
+
+
+def cannot_host_cluster() -> str | None:
+    """Why this machine cannot start the test cluster, or None if it can."""
+    if os.geteuid() != 0:
+        return "starting a Slurm cluster needs root (munged runs as user munge)"
+    missing = [cmd for cmd in COMMANDS if shutil.which(cmd) is None]
+    if missing:
+        how = "run .ci/slurm.sh install" if shutil.which("apt-get") else "no apt-get here"
+        return f"Slurm packages missing ({', '.join(missing)}): {how}"
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return "pip package snakemake-executor-plugin-slurm is not installed"
+    return None
+
+
+def skip_or_fail(reason: str) -> None:
+    if os.environ.get("POLYNEURON_REQUIRE_SLURM") == "1":
+        pytest.fail(f"POLYNEURON_REQUIRE_SLURM=1 but the Slurm test cannot run: {reason}")
+    pytest.skip(reason)
+
+
+def started_pids(cluster_dir: Path) -> list[int]:
+    pids_file = cluster_dir / "pids"
+    if not pids_file.exists():
+        pids_file = cluster_dir / "pids.stopped"
+    if not pids_file.exists():
+        return []
+    return [int(line.split()[1]) for line in pids_file.read_text().splitlines()]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a daemon reparented to a pid 1 that does not reap)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> Iterator[dict[str, str]]:
+    """A single-node cluster (partition debug, account ci); yields the environment to use it."""
+    reason = cannot_host_cluster()
+    if reason:
+        skip_or_fail(reason)
+    # every parent must be searchable by user munge, so not under pytest's private tmp
+    cluster_dir = Path(tempfile.mkdtemp(prefix="polyneuron-slurm-", dir="/tmp"))
+    started = time.monotonic()
+    start = subprocess.run(
+        ["bash", str(SLURM_SH), "start", str(cluster_dir)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    try:
+        if start.returncode == 3:
+            skip_or_fail(start.stderr.strip())
+        assert start.returncode == 0, f"cluster did not start:\n{start.stdout}\n{start.stderr}"
+        print(f"cluster up in {time.monotonic() - started:.1f} s")
+        yield {**os.environ, "SLURM_CONF": str(cluster_dir / "etc" / "slurm.conf")}
+    finally:
+        pids = started_pids(cluster_dir)
+        stop = subprocess.run(
+            ["bash", str(SLURM_SH), "stop", str(cluster_dir)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        left = [pid for pid in pids if running(pid)]
+        if stop.returncode == 0 and not left:
+            shutil.rmtree(cluster_dir, ignore_errors=True)
+        assert stop.returncode == 0, f"cluster did not stop:\n{stop.stdout}\n{stop.stderr}"
+        assert not left, f"daemons still running after stop: {left} (files in {cluster_dir})"
+
+
+def write_workdir(workdir: Path, model: Path) -> Path:
+    muse = workdir / "muse"
+    muse.mkdir(parents=True)
+    for lang, pairs in DICTIONARIES.items():
+        (muse / f"en-{lang}.txt").write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    config = {
+        "models": {"tiny-llama": {"source": str(model), "device": "cpu"}},
+        "languages": LANGS,
+        "probes": {"muse": {"dir": str(muse)}},
+        "extraction": {"shards": 1, "threads": 1},
+    }
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return workdir
+
+
+def overlay_profile(profile: dict) -> dict:
+    """The shipped profile with what the test cluster needs on top (see the module docstring)."""
+    set_resources = {rule: dict(resources) for rule, resources in profile["set-resources"].items()}
+    for rule in GPU_RULES:
+        set_resources[rule]["gpu"] = 0
+    for resources in set_resources.values():
+        resources.pop("slurm_partition", None)
+        resources.pop("slurm_account", None)
+    return {
+        "default-resources": {
+            **profile["default-resources"],
+            "slurm_partition": "debug",
+            "slurm_account": "ci",
+        },
+        "set-resources": set_resources,
+        # the plugin's first status check comes after 40 s by default
+        "slurm-init-seconds-before-status-checks": 1,
+    }
+
+
+def run_snakemake(workdir: Path, *args: str, env: dict[str, str], timeout: int) -> str:
+    env = {**env, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"snakemake {' '.join(args)} failed:\n{output[-20000:]}"
+    return output
+
+
+def sacct_jobs(env: dict[str, str]) -> dict[str, dict[str, str]]:
+    fields = ["JobID", "State", "ReqMem", "Timelimit", "Partition", "Account"]
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-a", "-o", ",".join(fields)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    rows = [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines()]
+    return {row["JobID"]: row for row in rows}
+
+
+@pytest.mark.slurm
+def test_workflow_runs_through_slurm_like_locally(
+    slurm_cluster: dict[str, str], tmp_path: Path
+) -> None:
+    model = build_tiny_model(tmp_path / "tiny-llama", "llama")
+    local = write_workdir(tmp_path / "local", model)
+    on_slurm = write_workdir(tmp_path / "slurm", model)
+    overlay = tmp_path / "test-profile"
+    overlay.mkdir()
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    (overlay / "config.yaml").write_text(yaml.safe_dump(overlay_profile(profile)))
+
+    started = time.monotonic()
+    run_snakemake(local, "--cores", "2", env=slurm_cluster, timeout=600)
+    local_s = time.monotonic() - started
+    started = time.monotonic()
+    # the overlay as workflow profile: it wins over --profile and replaces profiles/default
+    output = run_snakemake(
+        on_slurm,
+        "--profile",
+        str(PROFILE),
+        "--workflow-profile",
+        str(overlay),
+        env=slurm_cluster,
+        timeout=900,
+    )
+    print(f"local run {local_s:.1f} s, Slurm run {time.monotonic() - started:.1f} s")
+
+    # every job went through sbatch, ran to completion and left its Slurm log
+    submitted = {jobid: Path(log) for jobid, log in SUBMITTED.findall(output)}
+    assert len(submitted) == N_CLUSTER_JOBS, output[-5000:]
+    accounted = sacct_jobs(slurm_cluster)
+    for jobid, log in submitted.items():
+        assert accounted[jobid]["State"] == "COMPLETED", accounted[jobid]
+        assert accounted[jobid]["Partition"] == "debug"
+        assert accounted[jobid]["Account"] == "ci"
+        assert log.is_file() and log.is_relative_to(on_slurm / ".snakemake" / "slurm_logs")
+    # the profile's per-rule requests reached Slurm (log paths name the rule)
+    by_rule = {log.relative_to(on_slurm / ".snakemake" / "slurm_logs").parts[0]: jobid
+               for jobid, log in submitted.items()}  # fmt: skip
+    score = profile["set-resources"]["score_lape"]
+    assert accounted[by_rule["rule_score_lape"]]["ReqMem"] == f"{score['mem_mb']}M"
+    hours, minutes = divmod(score["runtime"], 60)
+    assert accounted[by_rule["rule_score_lape"]]["Timelimit"] == f"{hours:02d}:{minutes:02d}:00"
+
+    # and the results are the local run's
+    tables = sorted(p.relative_to(local) for p in (local / "results/neurons").rglob("*.parquet"))
+    assert [str(p) for p in tables] == [
+        "results/neurons/tiny-llama/lape.parquet",
+        "results/neurons/tiny-llama/overlap.parquet",
+    ]
+    for table in tables:
+        assert_frame_equal(pl.read_parquet(on_slurm / table), pl.read_parquet(local / table))
