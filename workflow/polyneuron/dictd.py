@@ -55,7 +55,7 @@ _MARKER = re.compile(
 # characters that, inside a translation, join the words of a phrase (eng-hin writes
 # "रखा~जाना" for "रखा जाना")
 _PHRASE_JOINERS = str.maketrans({"_": " ", "~": " "})
-_EDGE_PUNCTUATION = "\"“”„«»‹›!?¡¿.:…·*+=| "
+_EDGE_PUNCTUATION = '"“”„«»‹›!?¡¿.:…·*+=| '
 _QUOTE_PAIRS = (("'", "'"), ("‘", "’"), ("’", "’"))
 _WORD_INNER = frozenset("-'’")
 
@@ -203,8 +203,11 @@ def clean_item(item: str, strip_prefixes: Iterable[str] = ()) -> str:
     NFC; ``_``/``~`` phrase joiners become spaces; text after a sentence end ``". "`` is
     dropped (eng-tur runs phrases on: ``"işemek. go a long way ..."``; ``"pack sth. in"``
     must not yield ``"in"``); then trailing sense numbers, edge punctuation and prefixes go.
+    A phrase template with an ellipsis (``"the ... river"``) gives ``""``.
     """
     item = unicodedata.normalize("NFC", item).translate(_PHRASE_JOINERS)
+    if "..." in item or "…" in item:  # a phrase template: "the ... river"
+        return ""
     item = _SENTENCE_END.split(item, maxsplit=1)[0]
     item = " ".join(item.split())
     item = _TRAILING_NUMBER.sub("", item)
@@ -266,16 +269,23 @@ def _has_content(line: str) -> bool:
     return any(_is_letter(char) for char in remove_bracketed(line))
 
 
-def extract_translations(text: str, strip_prefixes: Iterable[str] = ()) -> list[str]:
-    """Single-word translations of one FreeDict definition, in order, without duplicates.
+def extract_senses(text: str, strip_prefixes: Iterable[str] = ()) -> list[list[str]]:
+    """Single-word translations of one FreeDict definition, one list per translation line.
 
     ``strip_prefixes`` are removed from the start of each item before the single-word
-    test (``("to ",)`` turns the English gloss ``"to go"`` into ``"go"``).
+    test (``("to ",)`` turns the English gloss ``"to go"`` into ``"go"``). Lines without a
+    single-word translation are left out; order is kept, duplicates within a line dropped.
     """
     prefixes = tuple(strip_prefixes)
-    seen: dict[str, None] = {}
+    senses = []
     for line in translation_lines(text):
-        for item in split_items(line, prefixes):
-            if is_single_word(item):
-                seen.setdefault(item, None)
-    return list(seen)
+        words = dict.fromkeys(item for item in split_items(line, prefixes) if is_single_word(item))
+        if words:
+            senses.append(list(words))
+    return senses
+
+
+def extract_translations(text: str, strip_prefixes: Iterable[str] = ()) -> list[str]:
+    """Single-word translations of one FreeDict definition, in order, without duplicates."""
+    words = dict.fromkeys(word for sense in extract_senses(text, strip_prefixes) for word in sense)
+    return list(words)
