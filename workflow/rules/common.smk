@@ -10,6 +10,8 @@ from polyneuron import PolyneuronError
 from polyneuron.config import check_config, model_spec, resolve_path
 from polyneuron.languages import language_names
 from polyneuron.muse import find_dictionary
+from polyneuron.parallel import text_file
+from polyneuron.tasks import task_file
 
 try:
     check_config(config)
@@ -21,6 +23,8 @@ MODELS = list(config["models"])
 LANGS = config["languages"]
 SHARDS = config["extraction"]["shards"]
 MUSE = config["probes"]["muse"]
+FLORES = config["probes"]["flores"]
+TASKS = config["probes"]["tasks"]
 NAMES = language_names(config["language_names"])
 LIB = Path(workflow.basedir) / "workflow" / "polyneuron"
 
@@ -77,5 +81,30 @@ def muse_dictionaries(wildcards):
             for lang in probe_languages(wildcards)
             if lang != MUSE["pivot"]
         }
+    except PolyneuronError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def flores_texts(wildcards):
+    """This language's text file and, for an aligned corpus, the first configured language's
+    (whose line count it must match)."""
+    folder = resolve_path(FLORES["dir"], workflow.basedir)
+    langs = {"text": wildcards.lang}
+    if FLORES["aligned"]:
+        langs["reference"] = LANGS[0]
+    try:
+        return {
+            key: str(text_file(folder, FLORES["pattern"], lang, FLORES["flores_codes"]))
+            for key, lang in langs.items()
+        }
+    except PolyneuronError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def task_data(wildcards):
+    """``{dir}/{task}.jsonl``; an unknown task fails naming the tasks that exist."""
+    folder = resolve_path(TASKS["dir"], workflow.basedir)
+    try:
+        return str(task_file(folder, wildcards.task))
     except PolyneuronError as err:
         raise WorkflowError(str(err)) from None

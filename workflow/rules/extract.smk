@@ -18,6 +18,7 @@ rule extract_activations:
         shards=SHARDS,
         batch_tokens=config["extraction"]["batch_tokens"],
         max_batch_size=config["extraction"]["max_batch_size"],
+        split=config["extraction"]["split"],
         count_tokens=lambda wc: config["probes"][wc.probe].get("count_tokens", "prompt"),
         code=code_version("adapters", "models", "hooks", "extract"),
     script:

@@ -12,6 +12,8 @@ with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
     torch.set_num_threads(snakemake.threads)
     probes = pl.read_parquet(snakemake.input.probes)
+    if "split" in probes.columns:
+        probes = probes.filter(pl.col("split") == p.split)
     rows = shard_rows(probes.height, p.shards, int(wc.k))
     shard = probes.slice(rows.start, len(rows))
     spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
