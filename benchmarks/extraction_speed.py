@@ -54,7 +54,7 @@ def probe_texts(muse_dir: Path, langs: list[str], per_lang: int) -> list[str]:
     return [text for frame in probes.values() for text in frame["text"].to_list()]
 
 
-def timed(fn) -> float:  # noqa: ANN001
+def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -62,7 +62,9 @@ def timed(fn) -> float:  # noqa: ANN001
 
 def speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    model, tokenizer, device = load_prepared(ModelSpec("bench", str(args.model_dir)), args.model_dir)
+    model, tokenizer, device = load_prepared(
+        ModelSpec("bench", str(args.model_dir)), args.model_dir
+    )
     texts = probe_texts(args.muse_dir, args.langs, args.per_lang)
     encoded = encode(tokenizer, texts)
     batches = [
@@ -108,7 +110,9 @@ def speed(args: argparse.Namespace) -> None:
 
 def memory_child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    model, tokenizer, device = load_prepared(ModelSpec("bench", str(args.model_dir)), args.model_dir)
+    model, tokenizer, device = load_prepared(
+        ModelSpec("bench", str(args.model_dir)), args.model_dir
+    )
     texts = probe_texts(args.muse_dir, args.langs, 10**6)
     texts = (texts * (args.memory_child // max(len(texts), 1) + 1))[: args.memory_child]
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -119,7 +123,14 @@ def memory_child(args: argparse.Namespace) -> None:
 
 def memory(args: argparse.Namespace) -> None:
     for n in args.memory:
-        cmd = [sys.executable, __file__, "--model-dir", str(args.model_dir), "--memory-child", str(n)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--model-dir",
+            str(args.model_dir),
+            "--memory-child",
+            str(n),
+        ]
         cmd += ["--threads", str(args.threads), "--batch-tokens", str(args.batch_tokens)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         result = json.loads(out.strip().splitlines()[-1])
@@ -130,7 +141,9 @@ def memory(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model-dir", type=Path, default=REPO / "resources/models/gemma3-270m")
     parser.add_argument("--muse-dir", type=Path, default=REPO / "data/muse")
     parser.add_argument("--langs", nargs="+", default=["en", "de", "ru", "zh", "ar", "hi"])

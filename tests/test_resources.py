@@ -15,6 +15,7 @@ from polyneuron.resources import (
     mem_mb,
     n_params_from_name,
     prepare_request,
+    probe_tokens,
     read_n_params,
     runtime_min,
     weights_mb,
@@ -37,8 +38,8 @@ def test_unknown_dtype_is_named_in_the_error():
 def test_mem_mb_adds_overhead_to_the_weights_and_rounds_to_a_thousand():
     assert mem_mb(7 * B, "bfloat16") == 18_000  # 14000 + 4000
     assert mem_mb(70 * B, "bfloat16") == 144_000  # 140000 + 4000
-    # Gemma 3 270M: 268,098,176 x 4 bytes = 1,072,392,704 B -> 1073 MB + 4000 -> 6000
-    assert mem_mb(268_098_176, "float32") == 6_000
+    # 268M params x 4 bytes = 1072 MB + 4000 = 5072 -> 6000
+    assert mem_mb(268_000_000, "float32") == 6_000
 
 
 def test_mem_mb_grows_with_the_retry_attempt():
@@ -85,6 +86,20 @@ def test_prepare_request_for_a_70b_model_needs_no_gpu():
 def test_extract_request_for_7b_and_70b_models():
     assert extract_request(7 * B, "bfloat16", n_tokens=16_000) == Request(18_000, 12, 1)
     assert extract_request(70 * B, "bfloat16", n_tokens=16_000) == Request(144_000, 26, 2)
+
+
+def test_extract_request_on_the_cpu_asks_for_no_gpu_and_more_time():
+    # 268M float32, 16,000 tokens: transfer 1.072e9 / 0.5e9 = 2.144 s; compute 2 x 2.68e8 x
+    # 16000 / 5e10 = 171.52 s; 10 + 3 x 173.664 / 60 = 18.6832 -> 19
+    request = extract_request(268_000_000, "float32", n_tokens=16_000, use_gpu=False)
+    assert request == Request(mem_mb=6_000, runtime=19, gpu=0)
+    assert extract_request(None, "float32", n_tokens=16_000, use_gpu=False).gpu == 0
+
+
+def test_probe_tokens_splits_a_language_over_its_shards():
+    assert probe_tokens(1000, 1) == 16_000  # 1000 prompts x 16 tokens
+    assert probe_tokens(1000, 8) == 2_000
+    assert probe_tokens(1000, 3) == 5_334  # 16000 / 3 = 5333.3, rounded up
 
 
 def test_requests_fall_back_to_defaults_before_the_model_is_prepared():
