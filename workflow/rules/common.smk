@@ -11,7 +11,9 @@ from polyneuron.config import check_config, model_spec, resolve_path
 from polyneuron.languages import language_names
 from polyneuron.muse import find_dictionary
 from polyneuron.parallel import text_file
+from polyneuron.relations import fact_files
 from polyneuron.tasks import task_file
+from polyneuron.values import value_files
 
 try:
     check_config(config)
@@ -25,6 +27,8 @@ SHARDS = config["extraction"]["shards"]
 MUSE = config["probes"]["muse"]
 FLORES = config["probes"]["flores"]
 TASKS = config["probes"]["tasks"]
+RELATION_PROBES = config["probes"]["relations"]
+VALUE_PROBES = config["probes"]["values"]
 NAMES = language_names(config["language_names"])
 LIB = Path(workflow.basedir) / "workflow" / "polyneuron"
 
@@ -106,5 +110,23 @@ def task_data(wildcards):
     folder = resolve_path(TASKS["dir"], workflow.basedir)
     try:
         return str(task_file(folder, wildcards.task))
+    except PolyneuronError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def relation_fact_files(wildcards):
+    """The fact files (*.csv, *.jsonl) in probes.relations.dir, sorted by name."""
+    try:
+        folder = resolve_path(RELATION_PROBES["dir"], workflow.basedir)
+        return [str(path) for path in fact_files(folder)]
+    except PolyneuronError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def value_probe_files(wildcards):
+    """The value files (*.jsonl, C-voice *.xlsx) in probes.values.dir, sorted by name."""
+    try:
+        folder = resolve_path(VALUE_PROBES["dir"], workflow.basedir)
+        return [str(path) for path in value_files(folder)]
     except PolyneuronError as err:
         raise WorkflowError(str(err)) from None

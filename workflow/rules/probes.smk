@@ -57,3 +57,39 @@ rule build_task_probes:
         code=code_version("tasks"),
     script:
         "../scripts/build_task_probes.py"
+
+
+rule build_value_probes:
+    input:
+        value_probe_files,
+    output:
+        "results/probes/values/{lang}.parquet",
+    log:
+        "logs/build_value_probes/{lang}.log",
+    conda:
+        "../../envs/polyneuron.yaml"
+    params:
+        languages=VALUE_PROBES["languages"],
+        xlsx_lang=VALUE_PROBES["xlsx_lang"],
+        aligned_option=VALUE_PROBES["aligned_option"],
+        code=code_version("values"),
+    script:
+        "../scripts/build_value_probes.py"
+
+
+rule build_relation_probes:
+    input:
+        relation_fact_files,
+    output:
+        "results/probes/relations/{lang}.parquet",
+    log:
+        "logs/build_relation_probes/{lang}.log",
+    conda:
+        "../../envs/polyneuron.yaml"
+    params:
+        languages=RELATION_PROBES["languages"],
+        extra_relations=RELATION_PROBES["extra_relations"],
+        test_fraction=RELATION_PROBES["test_fraction"],
+        code=code_version("relations"),
+    script:
+        "../scripts/build_relation_probes.py"
