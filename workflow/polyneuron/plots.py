@@ -51,7 +51,11 @@ def plot_overlap_heatmap(
     size = max(4.0, 0.45 * n + 1.5)
     fig, axes = plt.subplots(1, len(tables), figsize=(size * len(tables) + 1, size), squeeze=False)
     off_diag = ~np.eye(n, dtype=bool)
-    vmax = max(float(np.nanmax(jaccard_matrix(t, langs)[off_diag])) for t in tables.values())
+    off = np.concatenate([jaccard_matrix(t, langs)[off_diag] for t in tables.values()])
+    # the colour scale spans the off-diagonal values, so that differences between pairs show
+    vmin, vmax = float(np.nanmin(off)), float(np.nanmax(off))
+    if vmax - vmin < 1e-9:
+        vmin, vmax = max(vmin - 0.05, 0.0), vmax + 0.05
     image = None
     for ax, (model, table) in zip(axes[0], tables.items(), strict=True):
         matrix = jaccard_matrix(table, langs)
@@ -59,13 +63,13 @@ def plot_overlap_heatmap(
         shown = matrix[np.ix_(order, order)]
         labels = [langs[i] for i in order]
         image = ax.imshow(
-            np.where(np.eye(n, dtype=bool), np.nan, shown), cmap="viridis", vmin=0, vmax=vmax
+            np.where(np.eye(n, dtype=bool), np.nan, shown), cmap="viridis", vmin=vmin, vmax=vmax
         )
         for i in range(n):
             for j in range(n):
                 if i != j:
                     value = shown[i, j]
-                    colour = "black" if value > 0.6 * vmax else "white"
+                    colour = "black" if value > vmin + 0.6 * (vmax - vmin) else "white"
                     ax.text(
                         j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color=colour
                     )
