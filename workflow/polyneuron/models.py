@@ -18,15 +18,18 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from polyneuron import PolyneuronError
-from polyneuron.adapters import adapter_for
 
+if TYPE_CHECKING:
+    import torch
+
+# torch and transformers are imported inside the functions that need them: the Snakefile
+# imports this module to check the config, and planning a run should not pay for loading torch.
 GGUF_PREFIX = "pypi-gguf:"
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -55,12 +58,16 @@ def check_source(spec: ModelSpec) -> None:
 
 
 def resolve_device(device: str) -> torch.device:
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
 def _check_architecture(spec: ModelSpec, model_type: str) -> None:
+    from polyneuron.adapters import adapter_for
+
     try:
         adapter_for(model_type)
     except PolyneuronError as err:
@@ -126,22 +133,25 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path) -> None:
 
 def load_prepared(spec: ModelSpec, model_dir: str | Path):
     """Load a prepared folder for inference: (model in eval mode, tokenizer, device)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if spec.dtype not in DTYPES:
         raise PolyneuronError(
-            f"config key models.{spec.name}.dtype: {spec.dtype!r} is not one of {sorted(DTYPES)}"
+            f"config key models.{spec.name}.dtype: {spec.dtype!r} is not one of {list(DTYPES)}"
         )
     kwargs = {"trust_remote_code": spec.trust_remote_code}
     tokenizer = AutoTokenizer.from_pretrained(model_dir, **kwargs)
     if spec.device_map:
         model = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=DTYPES[spec.dtype], device_map=spec.device_map, **kwargs
+            model_dir, dtype=getattr(torch, spec.dtype), device_map=spec.device_map, **kwargs
         )
         device = next(model.parameters()).device
     else:
         device = resolve_device(spec.device)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[spec.dtype], **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=getattr(torch, spec.dtype), **kwargs
+        )
         model.to(device)
     _check_architecture(spec, model.config.model_type)
     model.eval()
@@ -154,7 +164,7 @@ def model_info(model_dir: str | Path) -> dict[str, object]:
 
     from transformers import AutoConfig
 
-    from polyneuron.adapters import neurons_per_layer
+    from polyneuron.adapters import adapter_for, neurons_per_layer
 
     config = AutoConfig.from_pretrained(model_dir)
     text = getattr(config, "text_config", None) or config

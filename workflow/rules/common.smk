@@ -12,6 +12,12 @@ from polyneuron.languages import language_names
 from polyneuron.muse import find_dictionary
 from polyneuron.parallel import text_file
 from polyneuron.relations import fact_files
+from polyneuron.resources import (
+    extract_request,
+    known_n_params,
+    prepare_request,
+    probe_tokens,
+)
 from polyneuron.tasks import task_file
 from polyneuron.values import value_files
 
@@ -130,3 +136,51 @@ def value_probe_files(wildcards):
         return [str(path) for path in value_files(folder)]
     except PolyneuronError as err:
         raise WorkflowError(str(err)) from None
+
+
+# tokens per text of each probe set, for sizing extraction jobs (sentences: 64)
+TOKENS_PER_TEXT = {"muse": 16}
+
+
+def model_size(model):
+    """Parameter count: exact once prepare_model has written model_info, else what the
+    model's name spells (7b, 270m), else None (the requests' defaults)."""
+    return known_n_params(
+        f"resources/model_info/{model}.json", config["models"][model]["source"]
+    )
+
+
+def extraction_tokens(probe):
+    settings = config["probes"].get(probe, {})
+    n_texts = settings.get("max_words") or settings.get("max_texts") or 1000
+    return probe_tokens(n_texts, SHARDS, TOKENS_PER_TEXT.get(probe, 64))
+
+
+def prepare_resource(name):
+    """prepare_model's `name` request (mem_mb, runtime), scaled with the model."""
+
+    def request(wildcards, attempt):
+        spec = model_spec(wildcards.model, config["models"][wildcards.model])
+        size = model_size(wildcards.model)
+        return getattr(prepare_request(size, spec.dtype, attempt=attempt), name)
+
+    return request
+
+
+def extract_resource(name):
+    """extract_activations' `name` request (mem_mb, runtime, gpu), scaled with the model;
+    no GPU for a model configured with device: cpu."""
+
+    def request(wildcards, attempt):
+        spec = model_spec(wildcards.model, config["models"][wildcards.model])
+        size = model_size(wildcards.model)
+        req = extract_request(
+            size,
+            spec.dtype,
+            n_tokens=extraction_tokens(wildcards.probe),
+            use_gpu="cpu" not in (spec.device, spec.device_map),
+            attempt=attempt,
+        )
+        return getattr(req, name)
+
+    return request

@@ -12,7 +12,9 @@ rule extract_activations:
         "../../envs/polyneuron.yaml"
     threads: config["extraction"]["threads"]
     resources:
-        mem_mb=6000,
+        mem_mb=extract_resource("mem_mb"),
+        runtime=extract_resource("runtime"),
+        gpu=extract_resource("gpu"),
     params:
         model=model_params,
         shards=SHARDS,

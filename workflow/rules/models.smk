@@ -9,7 +9,8 @@ rule prepare_model:
     conda:
         "../../envs/polyneuron.yaml"
     resources:
-        mem_mb=8000,
+        mem_mb=prepare_resource("mem_mb"),
+        runtime=prepare_resource("runtime"),
     params:
         source=lambda wc: config["models"][wc.model]["source"],
         trust_remote_code=lambda wc: config["models"][wc.model].get(
