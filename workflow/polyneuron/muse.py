@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from polyneuron import PolyneuronError
+from polyneuron.records import decoded_lines
 
 PROMPT = '{src}: "{word}" → {tgt}:'
 PROBE_SCHEMA = {
@@ -54,16 +55,11 @@ def read_dictionary(path: str | Path, on_malformed: str = "skip") -> tuple[pl.Da
     ``fail`` raises, naming the file and the first line numbers.
     """
     path = Path(path)
-    raw = path.read_bytes()
     src: list[str] = []
     tgt: list[str] = []
     lines: list[int] = []
     malformed = Malformed(path)
-    for number, line_bytes in enumerate(raw.splitlines(), start=1):
-        try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise PolyneuronError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
+    for number, line in decoded_lines(path):
         parts = line.split()
         if not parts:
             continue

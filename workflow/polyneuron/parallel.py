@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from polyneuron import PolyneuronError
+from polyneuron.records import decoded_lines
 
 PROBE_SCHEMA = {
     "id": pl.String,
@@ -95,15 +96,10 @@ def read_texts(path: str | Path) -> list[str]:
     order mark is dropped. A final newline is optional.
     """
     path = Path(path)
-    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
-    if not raw.strip():
+    if not path.read_bytes().removeprefix(b"\xef\xbb\xbf").strip():
         raise PolyneuronError(f"{path}: the file is empty")
     texts = []
-    for number, line_bytes in enumerate(raw.splitlines(), start=1):
-        try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise PolyneuronError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
+    for number, line in decoded_lines(path):
         text = line.strip()
         if not text:
             raise PolyneuronError(f"{path}:{number}: empty line (every line must hold a text)")

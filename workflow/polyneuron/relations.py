@@ -36,6 +36,7 @@ from pathlib import Path
 import polars as pl
 
 from polyneuron import PolyneuronError
+from polyneuron.records import check_unique, decoded_lines, where
 
 # The relations of the shipped fact table (data/relations); a fact file may use only these and
 # those named in the config key probes.relations.extra_relations.
@@ -95,17 +96,6 @@ def fact_files(folder: str | Path) -> list[Path]:
     return files
 
 
-def decoded_lines(path: Path) -> list[str]:
-    """The file's lines as text; undecodable bytes fail naming the line."""
-    lines = []
-    for number, line_bytes in enumerate(path.read_bytes().splitlines(), start=1):
-        try:
-            lines.append(line_bytes.decode("utf-8-sig" if number == 1 else "utf-8"))
-        except UnicodeDecodeError as err:
-            raise PolyneuronError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
-    return lines
-
-
 def _csv_records(path: Path, lines: list[str]) -> Iterator[tuple[int, dict]]:
     reader = csv.reader(io.StringIO("\n".join(lines), newline=""))
     try:
@@ -141,7 +131,7 @@ def _jsonl_records(path: Path, lines: list[str]) -> Iterator[tuple[int, dict]]:
 def read_records(path: str | Path, required: Sequence[str]) -> list[tuple[int, dict]]:
     """``(line, record)`` pairs of a CSV or JSONL file, each holding every ``required`` key."""
     path = Path(path)
-    lines = decoded_lines(path)
+    lines = [line for _, line in decoded_lines(path)]
     if path.suffix == ".csv":
         header = next(csv.reader(lines[:1]), [])
         missing = [key for key in required if key not in {name.strip() for name in header}]
@@ -260,18 +250,10 @@ def read_facts(path: str | Path, known: Iterable[str] = RELATIONS) -> pl.DataFra
     return pl.DataFrame(rows, schema=FACT_SCHEMA)
 
 
-def _where(row: Mapping) -> str:
-    return f"{row['source']}:{row['line']}"
-
-
 def combine_facts(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
     """Facts of several files; ids, (pair_id, lang) and each pair's relation checked across them."""
     facts = pl.concat(frames) if frames else pl.DataFrame(schema=FACT_SCHEMA)
-    for keys, what in ((["id"], "id"), (["pair_id", "lang"], "pair_id and language")):
-        dup = facts.filter(pl.struct(keys).is_duplicated())
-        if dup.height:
-            a, b = dup.row(0, named=True), dup.row(1, named=True)
-            raise PolyneuronError(f"{_where(b)}: same {what} as {_where(a)}: {a['id']!r}")
+    check_unique(facts)
     mixed = (
         facts.group_by("pair_id").agg(pl.col("relation").n_unique()).filter(pl.col("relation") > 1)
     )
@@ -280,8 +262,8 @@ def combine_facts(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
         rows = facts.filter(pl.col("pair_id") == pair)
         a, b = rows.row(0, named=True), rows.row(1, named=True)
         raise PolyneuronError(
-            f"{_where(b)}: pair_id {pair!r} has relation {b['relation']!r} here but "
-            f"{a['relation']!r} at {_where(a)}"
+            f"{where(b)}: pair_id {pair!r} has relation {b['relation']!r} here but "
+            f"{a['relation']!r} at {where(a)}"
         )
     return facts
 

@@ -9,7 +9,6 @@ continues it after a space, which is where gradient attribution puts the loss.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from polyneuron import PolyneuronError
+from polyneuron.records import json_objects
 
 PROBE_SCHEMA = {
     "id": pl.String,
@@ -84,21 +84,8 @@ def read_task(path: str | Path) -> list[dict[str, Any]]:
     skipped. Raises on anything malformed, naming the file and line."""
     path = Path(path)
     records = []
-    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a byte order mark is no JSON
-    for number, line_bytes in enumerate(raw.splitlines(), start=1):
+    for number, record in json_objects(path, "a JSON object with input and target"):
         where = f"{path}:{number}"
-        try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise PolyneuronError(f"{where}: not valid UTF-8 ({err.reason})") from None
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PolyneuronError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise PolyneuronError(f"{where}: expected a JSON object with input and target")
         missing = [key for key in REQUIRED if key not in record]
         if missing:
             raise PolyneuronError(f"{where}: missing field(s) {', '.join(missing)}")

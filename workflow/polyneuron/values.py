@@ -32,7 +32,6 @@ Inputs:
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,6 +40,7 @@ from pathlib import Path
 import polars as pl
 
 from polyneuron import PolyneuronError
+from polyneuron.records import check_unique, json_objects, where
 
 VALUES: dict[str, str] = {
     "prosperity": "富强",
@@ -194,20 +194,7 @@ class _Rows:
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    for number, line_bytes in enumerate(path.read_bytes().splitlines(), start=1):
-        try:
-            line = line_bytes.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as err:
-            raise PolyneuronError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PolyneuronError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise PolyneuronError(f"{path}:{number}: expected a JSON object")
-        yield number, record
+    return json_objects(path)
 
 
 def _field(where: str, record: Mapping, key: str) -> str:
@@ -379,18 +366,10 @@ def _read_sheet(path: Path, sheet, label: str, lang: str, aligned: str, rows: _R
             )
 
 
-def _where(row: Mapping) -> str:
-    return f"{row['source']}:{row['line']}"
-
-
 def combine_records(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
     """Records of several files; ids and (pair_id, lang) checked across them."""
     records = pl.concat(frames) if frames else pl.DataFrame(schema=RECORD_SCHEMA)
-    for keys, what in ((["id"], "id"), (["pair_id", "lang"], "pair_id and language")):
-        dup = records.filter(pl.struct(keys).is_duplicated())
-        if dup.height:
-            a, b = dup.row(0, named=True), dup.row(1, named=True)
-            raise PolyneuronError(f"{_where(b)}: same {what} as {_where(a)}: {a['id']!r}")
+    check_unique(records)
     return records
 
 
@@ -411,7 +390,7 @@ def probe_text(row: Mapping) -> str:
         return template.format(**row)
     if lang not in PERSONA_PROMPTS:
         raise PolyneuronError(
-            f"{_where(row)}: no C-voice prompt for language {lang!r} "
+            f"{where(row)}: no C-voice prompt for language {lang!r} "
             f"(have {', '.join(PERSONA_PROMPTS)})"
         )
     if row["condition"] == "support":

@@ -5,6 +5,8 @@ rule build_muse_probes:
         "results/probes/muse/{lang}.parquet",
     log:
         "logs/build_muse_probes/{lang}.log",
+    group:
+        "probes"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -26,6 +28,8 @@ rule build_flores_probes:
         "results/probes/flores/{lang}.parquet",
     log:
         "logs/build_flores_probes/{lang}.log",
+    group:
+        "probes"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -50,6 +54,8 @@ rule build_task_probes:
         "logs/build_task_probes/{task}.log",
     wildcard_constraints:
         task=r"[a-z][a-z0-9_]*",
+    group:
+        "probes"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -66,6 +72,8 @@ rule build_value_probes:
         "results/probes/values/{lang}.parquet",
     log:
         "logs/build_value_probes/{lang}.log",
+    group:
+        "probes"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -84,6 +92,8 @@ rule build_relation_probes:
         "results/probes/relations/{lang}.parquet",
     log:
         "logs/build_relation_probes/{lang}.log",
+    group:
+        "probes"
     conda:
         "../../envs/polyneuron.yaml"
     params:

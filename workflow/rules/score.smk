@@ -5,6 +5,8 @@ rule score_lape:
         "results/neurons/{model}/lape.parquet",
     log:
         "logs/score_lape/{model}.log",
+    group:
+        "summarise"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -25,6 +27,8 @@ rule score_overlap:
         "results/neurons/{model}/overlap.parquet",
     log:
         "logs/score_overlap/{model}.log",
+    group:
+        "summarise"
     conda:
         "../../envs/polyneuron.yaml"
     params:
