@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,6 +29,9 @@ def script_log(path: str) -> Iterator[logging.Logger]:
             print(f"error: {err}", file=log)
             print(f"polyneuron error: {err}", file=console)
             raise SystemExit(1) from None
+        except BaseException:
+            traceback.print_exc(file=log)  # an unexpected failure: keep the trace in the log
+            raise
         finally:
             logger.removeHandler(handler)
             sys.stderr = console

@@ -75,6 +75,7 @@ def _check_architecture(spec: ModelSpec, model_type: str) -> None:
 
 
 def _load_gguf(spec: ModelSpec):
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     module_name = spec.source.removeprefix(GGUF_PREFIX)
