@@ -9,8 +9,6 @@ rule plot_overlap_heatmap:
         ),
     log:
         "logs/plot_overlap_heatmap.log",
-    group:
-        "summarise"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -35,8 +33,6 @@ rule plot_lape_layers:
         ),
     log:
         "logs/plot_lape_layers/{model}.log",
-    group:
-        "summarise"
     conda:
         "../../envs/polyneuron.yaml"
     params:

@@ -5,8 +5,6 @@ rule build_muse_probes:
         "results/probes/muse/{lang}.parquet",
     log:
         "logs/build_muse_probes/{lang}.log",
-    group:
-        "probes"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -28,8 +26,6 @@ rule build_flores_probes:
         "results/probes/flores/{lang}.parquet",
     log:
         "logs/build_flores_probes/{lang}.log",
-    group:
-        "probes"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -54,8 +50,6 @@ rule build_task_probes:
         "logs/build_task_probes/{task}.log",
     wildcard_constraints:
         task=r"[a-z][a-z0-9_]*",
-    group:
-        "probes"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -72,8 +66,6 @@ rule build_value_probes:
         "results/probes/values/{lang}.parquet",
     log:
         "logs/build_value_probes/{lang}.log",
-    group:
-        "probes"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -92,8 +84,6 @@ rule build_relation_probes:
         "results/probes/relations/{lang}.parquet",
     log:
         "logs/build_relation_probes/{lang}.log",
-    group:
-        "probes"
     conda:
         "../../envs/polyneuron.yaml"
     params:

@@ -5,8 +5,6 @@ rule score_lape:
         "results/neurons/{model}/lape.parquet",
     log:
         "logs/score_lape/{model}.log",
-    group:
-        "summarise"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -27,8 +25,6 @@ rule score_overlap:
         "results/neurons/{model}/overlap.parquet",
     log:
         "logs/score_overlap/{model}.log",
-    group:
-        "summarise"
     conda:
         "../../envs/polyneuron.yaml"
     params:
