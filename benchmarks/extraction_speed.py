@@ -108,6 +108,15 @@ def speed(args: argparse.Namespace) -> None:
     print(f"extract / body forward : {rate['extract'] / rate['body']:.2f}x  (target >= 0.95)")
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Unlike getrusage's ru_maxrss, which Linux
+    keeps across execve, it starts afresh in a child started by the benchmark."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def memory_child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     model, tokenizer, device = load_prepared(
@@ -115,10 +124,10 @@ def memory_child(args: argparse.Namespace) -> None:
     )
     texts = probe_texts(args.muse_dir, args.langs, 10**6)
     texts = (texts * (args.memory_child // max(len(texts), 1) + 1))[: args.memory_child]
-    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    loaded = peak_rss_mb()
     collect_stats(model, tokenizer, encode(tokenizer, texts), device, args.batch_tokens)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"texts": len(texts), "after_load_mb": loaded / 1024, "peak_mb": peak / 1024}))
+    peak = peak_rss_mb()
+    print(json.dumps({"texts": len(texts), "after_load_mb": loaded, "peak_mb": peak}))
 
 
 def memory(args: argparse.Namespace) -> None:
@@ -157,7 +166,8 @@ def main() -> None:
     if args.memory_child:
         memory_child(args)
         return
-    speed(args)
+    if args.rounds:
+        speed(args)
     memory(args)
 
 
