@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from polyneuron import PolyneuronError
+from polyneuron.records import unpaired
 from polyneuron.relations import (
     PROBE_SCHEMA,
     RELATIONS,
@@ -14,7 +15,6 @@ from polyneuron.relations import (
     fact_files,
     read_facts,
     split_pairs,
-    unpaired,
 )
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "relations" / "facts"

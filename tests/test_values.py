@@ -5,6 +5,7 @@ import polars as pl
 import pytest
 
 from polyneuron import PolyneuronError
+from polyneuron.records import unpaired
 from polyneuron.values import (
     PROBE_SCHEMA,
     VALUES,
@@ -13,7 +14,6 @@ from polyneuron.values import (
     read_cvoice_xlsx,
     read_value_file,
     read_values_jsonl,
-    unpaired,
     value_files,
     xlsx_language,
 )

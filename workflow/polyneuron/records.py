@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -51,3 +51,10 @@ def json_objects(path: str | Path, what: str = "a JSON object") -> Iterator[tupl
         if not isinstance(record, dict):
             raise PolyneuronError(f"{path}:{number}: expected {what}")
         yield number, record
+
+
+def unpaired(records: pl.DataFrame, languages: Sequence[str]) -> list[str]:
+    """pair_ids present in some but not all of ``languages``, sorted."""
+    present = records.filter(pl.col("lang").is_in(languages))
+    counts = present.group_by("pair_id").agg(pl.col("lang").n_unique())
+    return sorted(counts.filter(pl.col("lang") < len(set(languages)))["pair_id"])

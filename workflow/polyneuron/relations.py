@@ -27,7 +27,6 @@ import csv
 import difflib
 import hashlib
 import io
-import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -36,7 +35,7 @@ from pathlib import Path
 import polars as pl
 
 from polyneuron import PolyneuronError
-from polyneuron.records import check_unique, decoded_lines, where
+from polyneuron.records import check_unique, decoded_lines, json_objects, where
 
 # The relations of the shipped fact table (data/relations); a fact file may use only these and
 # those named in the config key probes.relations.extra_relations.
@@ -115,24 +114,11 @@ def _csv_records(path: Path, lines: list[str]) -> Iterator[tuple[int, dict]]:
         raise PolyneuronError(f"{path}:{reader.line_num}: malformed CSV ({err})") from None
 
 
-def _jsonl_records(path: Path, lines: list[str]) -> Iterator[tuple[int, dict]]:
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PolyneuronError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise PolyneuronError(f"{path}:{number}: expected a JSON object")
-        yield number, record
-
-
 def read_records(path: str | Path, required: Sequence[str]) -> list[tuple[int, dict]]:
     """``(line, record)`` pairs of a CSV or JSONL file, each holding every ``required`` key."""
     path = Path(path)
-    lines = [line for _, line in decoded_lines(path)]
     if path.suffix == ".csv":
+        lines = [line for _, line in decoded_lines(path)]
         header = next(csv.reader(lines[:1]), [])
         missing = [key for key in required if key not in {name.strip() for name in header}]
         if lines and missing:
@@ -141,7 +127,7 @@ def read_records(path: str | Path, required: Sequence[str]) -> list[tuple[int, d
             )
         records = list(_csv_records(path, lines))
     elif path.suffix == ".jsonl":
-        records = list(_jsonl_records(path, lines))
+        records = list(json_objects(path))
         for number, record in records:
             missing = [key for key in required if key not in record]
             if missing:
@@ -266,13 +252,6 @@ def combine_facts(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
             f"{a['relation']!r} at {where(a)}"
         )
     return facts
-
-
-def unpaired(facts: pl.DataFrame, languages: Sequence[str]) -> list[str]:
-    """pair_ids present in some but not all of ``languages``, sorted."""
-    present = facts.filter(pl.col("lang").is_in(languages))
-    counts = present.group_by("pair_id").agg(pl.col("lang").n_unique())
-    return sorted(counts.filter(pl.col("lang") < len(set(languages)))["pair_id"])
 
 
 def split_pairs(pairs: pl.DataFrame, test_fraction: float) -> dict[str, str]:

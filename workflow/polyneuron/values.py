@@ -34,7 +34,7 @@ from __future__ import annotations
 import difflib
 import re
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -193,10 +193,6 @@ class _Rows:
         return pl.DataFrame(self.columns, schema=RECORD_SCHEMA)
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    return json_objects(path)
-
-
 def _field(where: str, record: Mapping, key: str) -> str:
     value = record.get(key)
     if value is None:
@@ -215,7 +211,7 @@ def read_values_jsonl(path: str | Path) -> pl.DataFrame:
     """
     path = Path(path)
     rows = _Rows(path)
-    for number, record in _jsonl(path):
+    for number, record in json_objects(path):
         where = f"{path}:{number}"
         condition = _field(where, record, "condition")
         required = REQUIRED + (QUESTION_REQUIRED if condition == "question" else ())
@@ -371,13 +367,6 @@ def combine_records(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
     records = pl.concat(frames) if frames else pl.DataFrame(schema=RECORD_SCHEMA)
     check_unique(records)
     return records
-
-
-def unpaired(records: pl.DataFrame, languages: Sequence[str]) -> list[str]:
-    """pair_ids present in some but not all of ``languages``, sorted."""
-    present = records.filter(pl.col("lang").is_in(languages))
-    counts = present.group_by("pair_id").agg(pl.col("lang").n_unique())
-    return sorted(counts.filter(pl.col("lang") < len(set(languages)))["pair_id"])
 
 
 def probe_text(row: Mapping) -> str:

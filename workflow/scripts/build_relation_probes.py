@@ -2,12 +2,12 @@
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
+from polyneuron.records import unpaired
 from polyneuron.relations import (
     RELATIONS,
     build_relation_probes,
     combine_facts,
     read_facts,
-    unpaired,
 )
 
 with script_log(snakemake.log[0]) as log:
