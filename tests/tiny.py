@@ -88,3 +88,39 @@ def build_tiny_model(folder: Path, family: str = "llama", seed: int = 0) -> Path
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+MT_CODES = {
+    "m2m100": ["__en__", "__de__", "__fr__", "__ko__"],
+    "nllb": ["eng_Latn", "deu_Latn", "fra_Latn", "kor_Hang"],
+    "marian": [">>de<<", ">>fr<<", ">>kor<<"],
+    "pair": [],
+}
+
+
+def build_tiny_mt_model(folder: Path, style: str = "m2m100", seed: int = 0) -> Path:
+    """A random M2M100-architecture seq2seq model whose tokenizer carries ``style``'s language
+    codes (M2M100 ``__de__``, NLLB ``deu_Latn``, Marian ``>>de<<`` or none); returns ``folder``."""
+    from transformers import M2M100Config, M2M100ForConditionalGeneration
+
+    tokenizer = tiny_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": MT_CODES[style]})
+    torch.manual_seed(seed)
+    config = M2M100Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=48,
+        decoder_ffn_dim=48,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+    )
+    M2M100ForConditionalGeneration(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder

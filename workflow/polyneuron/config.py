@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from polyneuron import PolyneuronError
 from polyneuron.languages import check_languages, language_names
 from polyneuron.models import ModelSpec, check_source
 
@@ -39,3 +40,15 @@ def check_config(config: Mapping[str, Any]) -> None:
     check_languages([pivot], names, "probes.muse.pivot")
     for name, entry in config["models"].items():
         check_source(model_spec(name, entry))
+    refusal = config["probes"]["refusal"]
+    check_languages(refusal["languages"], names, "probes.refusal.languages")
+    check_languages(refusal["translator_for"], names, "probes.refusal.translator_for")
+    used = {
+        refusal["translator_for"].get(lang, refusal["translator"]) for lang in refusal["languages"]
+    }
+    llm = config["translators"]["llm"]["model"]
+    if "llm" in used and llm not in config["models"]:
+        raise PolyneuronError(
+            f"config key translators.llm.model: {llm!r} is not one of the models "
+            f"({', '.join(config['models'])}); the llm translator uses a model from models:"
+        )

@@ -1,5 +1,7 @@
+import functools
 import hashlib
 import sys
+from argparse import Namespace
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -11,6 +13,7 @@ from polyneuron.config import check_config, model_spec, resolve_path
 from polyneuron.languages import language_names
 from polyneuron.muse import find_dictionary
 from polyneuron.parallel import text_file
+from polyneuron.refusal import SOURCE_LANG, package_file, phrase_file, precomputed_files
 from polyneuron.relations import fact_files
 from polyneuron.resources import (
     extract_request,
@@ -19,6 +22,7 @@ from polyneuron.resources import (
     probe_tokens,
 )
 from polyneuron.tasks import task_file
+from polyneuron.translate import TRANSLATORS
 from polyneuron.values import value_files
 
 try:
@@ -35,6 +39,8 @@ FLORES = config["probes"]["flores"]
 TASKS = config["probes"]["tasks"]
 RELATION_PROBES = config["probes"]["relations"]
 VALUE_PROBES = config["probes"]["values"]
+REFUSAL = config["probes"]["refusal"]
+TRANSLATOR_SETTINGS = config["translators"]
 NAMES = language_names(config["language_names"])
 LIB = Path(workflow.basedir) / "workflow" / "polyneuron"
 
@@ -136,6 +142,115 @@ def value_probe_files(wildcards):
         return [str(path) for path in value_files(folder)]
     except PolyneuronError as err:
         raise WorkflowError(str(err)) from None
+
+
+def all_probe_sets():
+    """Every probe set's files for its configured languages (target rule ``probes``)."""
+    return [
+        *expand("results/probes/muse/{lang}.parquet", lang=LANGS),
+        *expand("results/probes/flores/{lang}.parquet", lang=LANGS),
+        *expand("results/probes/values/{lang}.parquet", lang=VALUE_PROBES["languages"]),
+        *expand(
+            "results/probes/relations/{lang}.parquet", lang=RELATION_PROBES["languages"]
+        ),
+        *expand("results/probes/tasks/{task}.parquet", task=TASKS["names"]),
+        *expand("results/probes/refusal/{lang}.parquet", lang=REFUSAL["languages"]),
+    ]
+
+
+def _workflow_error(function):
+    """Input functions report a :class:`PolyneuronError` as a WorkflowError (no traceback)."""
+
+    @functools.wraps(function)  # Snakemake reads the signature through __wrapped__
+    def wrapped(wildcards):
+        try:
+            return function(wildcards)
+        except PolyneuronError as err:
+            raise WorkflowError(str(err)) from None
+
+    return wrapped
+
+
+@_workflow_error
+def refusal_sources(wildcards):
+    """The harmful benchmarks' files (a path, or "installed": the package's copy) and the
+    harmless set."""
+    files = {}
+    for name in REFUSAL["harmful"]:
+        value = REFUSAL[name]
+        files[name] = str(
+            package_file(name)
+            if value == "installed"
+            else resolve_path(value, workflow.basedir)
+        )
+    files["harmless"] = str(resolve_path(REFUSAL["harmless"], workflow.basedir))
+    return files
+
+
+def translator_for(lang):
+    return REFUSAL["translator_for"].get(lang, REFUSAL["translator"])
+
+
+def translator_settings(wildcards):
+    """Only this translator's settings, so changing another one reruns nothing here."""
+    settings = dict(TRANSLATOR_SETTINGS[wildcards.translator])
+    settings.pop("models", None)  # hf: the per-language model is its own param
+    return settings
+
+
+def hf_model_for(wildcards):
+    if wildcards.translator != "hf":
+        return None
+    hf = TRANSLATOR_SETTINGS["hf"]
+    return hf["models"].get(wildcards.lang, hf["model"])
+
+
+def translator_model_params(wildcards):
+    if wildcards.translator != "llm":
+        return None
+    return model_params(Namespace(model=TRANSLATOR_SETTINGS["llm"]["model"]))
+
+
+def translation_gpus(wildcards):
+    if wildcards.translator == "precomputed":
+        return 0
+    if wildcards.translator == "hf":
+        return 0 if TRANSLATOR_SETTINGS["hf"]["device"] == "cpu" else 1
+    spec = model_spec(
+        TRANSLATOR_SETTINGS["llm"]["model"],
+        config["models"][TRANSLATOR_SETTINGS["llm"]["model"]],
+    )
+    return 0 if "cpu" in (spec.device, spec.device_map) else 1
+
+
+@_workflow_error
+def translation_inputs(wildcards):
+    """precomputed: that language's files; llm: the prepared model folder; hf: nothing (the
+    MT model is loaded by id or path)."""
+    if wildcards.translator == "precomputed":
+        folder = resolve_path(
+            TRANSLATOR_SETTINGS["precomputed"]["dir"], workflow.basedir
+        )
+        return {
+            "files": [str(path) for path in precomputed_files(folder, wildcards.lang)]
+        }
+    if wildcards.translator == "llm":
+        return {"model": f"resources/models/{TRANSLATOR_SETTINGS['llm']['model']}"}
+    return {}
+
+
+@_workflow_error
+def refusal_probe_inputs(wildcards):
+    """The language's refusal phrases and, except for the source language, its translation by
+    the translator configured for it."""
+    folder = resolve_path(REFUSAL["phrases"], workflow.basedir)
+    inputs = {"phrases": str(phrase_file(folder, wildcards.lang))}
+    if wildcards.lang != SOURCE_LANG:
+        translator = translator_for(wildcards.lang)
+        inputs["translation"] = (
+            f"results/translations/refusal/{translator}/{wildcards.lang}.parquet"
+        )
+    return inputs
 
 
 # tokens per text of each probe set, for sizing extraction jobs (sentences: 64)

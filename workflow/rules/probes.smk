@@ -93,3 +93,70 @@ rule build_relation_probes:
         code=code_version("relations"),
     script:
         "../scripts/build_relation_probes.py"
+
+
+rule build_refusal_source:
+    input:
+        unpack(refusal_sources),
+    output:
+        "results/translations/refusal/source.parquet",
+    log:
+        "logs/build_refusal_source.log",
+    conda:
+        "../../envs/polyneuron.yaml"
+    params:
+        harmful=REFUSAL["harmful"],
+        splits=REFUSAL["splits"],
+        seed=REFUSAL["seed"],
+        code=code_version("records", "refusal"),
+    script:
+        "../scripts/build_refusal_source.py"
+
+
+rule translate_refusal:
+    input:
+        unpack(translation_inputs),
+        source="results/translations/refusal/source.parquet",
+    output:
+        "results/translations/refusal/{translator}/{lang}.parquet",
+    log:
+        "logs/translate_refusal/{translator}/{lang}.log",
+    wildcard_constraints:
+        translator="|".join(TRANSLATORS),
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        gpu=translation_gpus,
+    params:
+        source_lang=SOURCE_LANG,
+        settings=translator_settings,
+        mt_model=hf_model_for,
+        model=translator_model_params,
+        names=lambda wc: {lang: NAMES[lang] for lang in (SOURCE_LANG, wc.lang)},
+        code=code_version("records", "refusal", "translate", "models"),
+    script:
+        "../scripts/translate_refusal.py"
+
+
+rule build_refusal_probes:
+    input:
+        unpack(refusal_probe_inputs),
+        source="results/translations/refusal/source.parquet",
+    output:
+        "results/probes/refusal/{lang}.parquet",
+    log:
+        "logs/build_refusal_probes/{lang}.log",
+    conda:
+        "../../envs/polyneuron.yaml"
+    params:
+        code=code_version("records", "refusal"),
+    script:
+        "../scripts/build_refusal_probes.py"
+
+
+rule probes:
+    """Every probe set from its configured source: snakemake probes."""
+    input:
+        all_probe_sets(),
+    localrule: True
