@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import resource
 import statistics
 import subprocess
@@ -122,7 +123,11 @@ def memory_child(args: argparse.Namespace) -> None:
     model, tokenizer, device = load_prepared(
         ModelSpec("bench", str(args.model_dir)), args.model_dir
     )
+    # every size draws from the same mix of languages and lengths: the pool in a fixed random
+    # order, repeated as needed (the first n texts of the unshuffled pool would be English
+    # only for small n and add longer scripts for larger ones)
     texts = probe_texts(args.muse_dir, args.langs, 10**6)
+    random.Random(0).shuffle(texts)
     texts = (texts * (args.memory_child // max(len(texts), 1) + 1))[: args.memory_child]
     loaded = peak_rss_mb()
     collect_stats(model, tokenizer, encode(tokenizer, texts), device, args.batch_tokens)

@@ -32,10 +32,11 @@ REPO = Path(__file__).resolve().parents[1]
 SLURM_SH = REPO / ".ci" / "slurm.sh"
 PROFILE = REPO / "profiles" / "slurm"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-GPU_RULES = ("prepare_model", "extract_activations")
+GPU_RULES = ("prepare_model", "extract_activations", "translate_refusal")
 COMMANDS = ("munged", "slurmctld", "slurmd", "slurmdbd", "mariadbd", "sbatch", "sacct")
 
 LANGS = ["en", "de", "fr"]
+NODE_CPUS = 2  # the CI machine; .ci/slurm.sh gives the node what slurmd -C finds
 DICTIONARIES = {
     "de": [("water", "wasser"), ("house", "haus"), ("dog", "hund"), ("cat", "katze"),
            ("bread", "brot"), ("tree", "baum"), ("night", "nacht")],
@@ -80,7 +81,7 @@ def test_slurm_profile_sizes_every_model_heavy_rule():
     rules = workflow_rules()
     assert set(profile["set-resources"]) <= set(rules), "the profile names a rule that is gone"
     # a rule that loads or writes a model needs a decision on its resources
-    heavy = {name for name, text in rules.items() if "resources/models/" in text}
+    heavy = {name for name, text in rules.items() if "resources/models/" in text or "gpu=" in text}
     assert set(GPU_RULES) <= heavy
     assert heavy <= set(profile["set-resources"])
     # Slurm GPU jobs get CPUs per GPU (a GPU job with only cpus-per-task is refused on many
@@ -89,6 +90,42 @@ def test_slurm_profile_sizes_every_model_heavy_rule():
     for rule, resources in profile["set-resources"].items():
         if rule not in heavy:
             assert resources["mem_mb"] <= 8000 and resources["runtime"] <= 30, rule
+
+
+def profile_groups() -> dict[str, str]:
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    return dict(item.split("=") for item in profile["groups"])
+
+
+def test_slurm_profile_groups_only_light_rules():
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    rules = workflow_rules()
+    groups = profile_groups()
+    assert set(groups) <= set(rules), "the profile groups a rule that is gone"
+    heavy = {name for name, text in rules.items() if "resources/models/" in text or "gpu=" in text}
+    assert not heavy & set(groups), "a model-heavy rule must not wait inside a group of light ones"
+    light = {name for name in rules if name.startswith(("build_", "score_", "plot_"))}
+    assert light - set(groups) == {"build_refusal_source"}  # see the profile's comment
+    components = dict(item.split("=") for item in profile["group-components"])
+    assert set(components) == set(groups.values()) and all(int(n) > 1 for n in components.values())
+    # the CPU cap that makes a group of parallel jobs fit one node
+    assert isinstance(profile["cores"], int) and profile["cores"] >= 1
+
+
+def test_slurm_dry_run_plans_group_jobs(tmp_path):
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        skip_or_fail("pip package snakemake-executor-plugin-slurm is not installed")
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(tmp_path), "--profile", str(PROFILE), "-n", "probes",
+         "results/overlap_heatmap.pdf"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    # 53 probe jobs in groups of at most 32, and the 4 scoring and plotting jobs in one
+    assert len(re.findall(r"Group job probes \(", output)) == 2, output[-5000:]
+    assert len(re.findall(r"Group job summarise \(", output)) == 1
 
 
 # ---------------------------------------------------------------- the cluster run
@@ -197,6 +234,7 @@ def overlay_profile(profile: dict) -> dict:
             "slurm_account": "ci",
         },
         "set-resources": set_resources,
+        "cores": NODE_CPUS,  # a group job must fit the test node
         # the plugin's first status check comes after 40 s by default
         "slurm-init-seconds-before-status-checks": 1,
     }
@@ -226,7 +264,7 @@ def finish(run: subprocess.Popen[str], timeout: int) -> str:
 
 
 def sacct_jobs(env: dict[str, str]) -> dict[str, dict[str, str]]:
-    fields = ["JobID", "State", "ReqMem", "Timelimit", "Partition", "Account"]
+    fields = ["JobID", "State", "ReqMem", "Timelimit", "Partition", "Account", "AllocCPUS"]
     out = subprocess.run(
         ["sacct", "-n", "-X", "-P", "-a", "-o", ",".join(fields)],
         capture_output=True,
@@ -271,22 +309,39 @@ def test_workflow_runs_through_slurm_like_locally(
 
     # every job went through sbatch, ran to completion and left its Slurm log
     submitted = {jobid: Path(log) for jobid, log in SUBMITTED.findall(output)}
-    # 11 on today's workflow: prepare_model, build_muse_probes and extract_activations x3,
-    # score_lape, score_overlap and the two plots
-    assert len(submitted) == planned_jobs(output) >= 11, output[-5000:]
     accounted = sacct_jobs(slurm_cluster)
     for jobid, log in submitted.items():
         assert accounted[jobid]["State"] == "COMPLETED", accounted[jobid]
         assert accounted[jobid]["Partition"] == "debug"
         assert accounted[jobid]["Account"] == "ci"
+        assert int(accounted[jobid]["AllocCPUS"]) <= NODE_CPUS
         assert log.is_file() and log.is_relative_to(on_slurm / ".snakemake" / "slurm_logs")
-    # the profile's per-rule requests reached Slurm (log paths name the rule)
-    by_rule = {log.relative_to(on_slurm / ".snakemake" / "slurm_logs").parts[0]: jobid
-               for jobid, log in submitted.items()}  # fmt: skip
-    score = profile["set-resources"]["score_lape"]
-    assert accounted[by_rule["rule_score_lape"]]["ReqMem"] == f"{score['mem_mb']}M"
-    hours, minutes = divmod(score["runtime"], 60)
-    assert accounted[by_rule["rule_score_lape"]]["Timelimit"] == f"{hours:02d}:{minutes:02d}:00"
+    by_rule: dict[str, list[str]] = {}
+    for jobid, log in submitted.items():
+        kind = log.relative_to(on_slurm / ".snakemake" / "slurm_logs").parts[0]
+        # a group's log folder names the group and its rules: group_probes_build_muse_probes
+        kind = next(
+            (f"group_{g}" for g in ("probes", "summarise") if kind.startswith(f"group_{g}_")), kind
+        )
+        by_rule.setdefault(kind, []).append(jobid)
+    # 11 jobs on today's workflow: prepare_model, build_muse_probes and extract_activations x3,
+    # score_lape, score_overlap and the two plots; the 3 probe jobs travel as one group job, the
+    # 4 scoring and plotting jobs as another
+    assert planned_jobs(output) >= 11, output[-5000:]
+    assert {kind: len(ids) for kind, ids in by_rule.items()} == {
+        "rule_prepare_model": 1,
+        "rule_extract_activations": 3,
+        "group_probes": 1,
+        "group_summarise": 1,
+    }, output[-5000:]
+    # the profile's per-rule requests reached Slurm: with 2 CPUs the two scores run side by side
+    # (memory adds up), then the two plots (run time adds up over the two layers)
+    res = profile["set-resources"]
+    summarise = accounted[by_rule["group_summarise"][0]]
+    assert summarise["ReqMem"] == f"{res['score_lape']['mem_mb'] + res['score_overlap']['mem_mb']}M"
+    minutes = res["score_lape"]["runtime"] + res["plot_lape_layers"]["runtime"]
+    assert summarise["Timelimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+    assert int(summarise["AllocCPUS"]) == NODE_CPUS
 
     # and the results are the local run's
     tables = sorted(p.relative_to(local) for p in (local / "results/neurons").rglob("*.parquet"))
