@@ -49,3 +49,18 @@ def test_padding_never_counts(tiny_models):
     assert torch.equal(batched.n_active, sum(s.n_active for s in alone))
     assert torch.allclose(batched.act_sum, sum(s.act_sum for s in alone), atol=1e-4)
     assert torch.allclose(batched.act_sqsum, sum(s.act_sqsum for s in alone), atol=1e-4)
+
+
+def test_encode_in_chunks_matches_one_pass(tiny_models, monkeypatch):
+    import polyneuron.extract as extract
+
+    _, tokenizer, _ = load(tiny_models["llama"])
+    texts = [f'English: "dog {i}" → German:' for i in range(5)]
+    spans = [(10, 15)] * 5
+    whole = encode(tokenizer, texts, spans)
+    monkeypatch.setattr(extract, "ENCODE_CHUNK", 2)
+    chunked = encode(tokenizer, texts, spans)
+    assert [(list(e.input_ids), e.counted) for e in chunked] == [
+        (list(e.input_ids), e.counted) for e in whole
+    ]
+    assert any(whole[0].counted) and not all(whole[0].counted)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,12 +16,19 @@ from polyneuron.hooks import NeuronStats, StatsCollector
 COUNT_MODES = ("prompt", "word")
 
 
-@dataclass
+@dataclass(slots=True)
 class Encoded:
-    """One tokenised text: ids and the positions whose activations are counted."""
+    """One tokenised text: ids and the positions whose activations are counted.
 
-    input_ids: list[int]
-    counted: list[bool]
+    Stored compactly (int32 ids, a tuple of shared bools) so that a job's whole tokenised
+    shard stays small next to the model: a few hundred bytes per text.
+    """
+
+    input_ids: array
+    counted: tuple[bool, ...]
+
+
+ENCODE_CHUNK = 1024  # texts tokenised at once: bounds the tokenizer's own temporary objects
 
 
 def encode(
@@ -40,26 +48,28 @@ def encode(
             "counting only the word's tokens needs a fast tokenizer (character offsets); "
             "set probes.muse.count_tokens: prompt"
         )
-    enc = tokenizer(
-        list(texts),
-        add_special_tokens=True,
-        return_special_tokens_mask=True,
-        return_offsets_mapping=need_offsets,
-        truncation=max_length is not None,
-        max_length=max_length,
-    )
-    out = []
-    for i, ids in enumerate(enc["input_ids"]):
-        special = enc["special_tokens_mask"][i]
-        if spans is None:
-            counted = [not s for s in special]
-        else:
-            start, end = spans[i]
-            counted = [
-                (not s) and a < end and b > start and b > a
-                for s, (a, b) in zip(special, enc["offset_mapping"][i], strict=True)
-            ]
-        out.append(Encoded(list(ids), counted))
+    out: list[Encoded] = []
+    for first in range(0, len(texts), ENCODE_CHUNK):
+        chunk = list(texts[first : first + ENCODE_CHUNK])
+        enc = tokenizer(
+            chunk,
+            add_special_tokens=True,
+            return_special_tokens_mask=True,
+            return_offsets_mapping=need_offsets,
+            truncation=max_length is not None,
+            max_length=max_length,
+        )
+        for i, ids in enumerate(enc["input_ids"]):
+            special = enc["special_tokens_mask"][i]
+            if spans is None:
+                counted = tuple(not s for s in special)
+            else:
+                start, end = spans[first + i]
+                counted = tuple(
+                    (not s) and a < end and b > start and b > a
+                    for s, (a, b) in zip(special, enc["offset_mapping"][i], strict=True)
+                )
+            out.append(Encoded(array("i", ids), counted))
     return out
 
 
