@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the shipped relation facts ``data/relations/facts/{lang}.csv`` from authored tables.
 
-The fact table is authored by hand in ``data/relations/tables/`` (see ``data/relations/
+The fact table is authored (for this project) in ``data/relations/tables/`` (see ``data/relations/
 SOURCES.md``): ``countries.csv`` (capital, official language, currency, continent, land
 neighbours, and the grammar each language needs around a country's name), ``places.csv``
 (capitals and other cities in every language), ``currencies.csv`` (by ISO 4217 code),
