@@ -35,8 +35,15 @@ def test_default_target_on_the_embedded_model(tmp_path):
         print(f"\n{model}: {elapsed:.0f} s for the default target, {tokens} tokens counted")
         print(f"{model}: off-diagonal Jaccard {off.min():.3f} to {off.max():.3f}")
 
-    snakemake(tmp_path, "--cores", "2")  # the LAPE plots too
+    start = time.perf_counter()
+    snakemake(tmp_path, "--cores", "2")  # the LAPE plots and the HSIC bridges too
+    print(f"\nthe rest of the default workflow: {time.perf_counter() - start:.0f} s")
     for model in config["models"]:
+        bridges = pl.read_parquet(tmp_path / f"results/neurons/{model}/bridges.parquet")
+        chosen = bridges.filter("selected").unique("target").select("target", "candidate")
+        assert chosen["target"].to_list() == config["bridges"]["targets"]
+        ranking = bridges.unique("candidate").sort("rank")["candidate"].to_list()
+        print(f"{model}: bridges {dict(chosen.iter_rows())}, ranking {ranking}")
         lape = pl.read_parquet(tmp_path / f"results/neurons/{model}/lape.parquet")
         per_lang = dict(lape.group_by("lang").len().sort("lang").iter_rows())
         print(f"{model}: language-specific neurons per language {per_lang}")

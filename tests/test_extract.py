@@ -64,3 +64,23 @@ def test_encode_in_chunks_matches_one_pass(tiny_models, monkeypatch):
         (list(e.input_ids), e.counted) for e in whole
     ]
     assert any(whole[0].counted) and not all(whole[0].counted)
+
+
+def test_example_means_match_each_texts_own_forward(tiny_models):
+    import numpy as np
+
+    from polyneuron.adapters import activation_modules, neurons_per_layer
+    from polyneuron.extract import collect_example_means
+
+    model, tokenizer, device = load(tiny_models["llama"])
+    texts = ['English: "dog" → German:', "the lazy dog", 'French: "eau" → English: water']
+    encoded = encode(tokenizer, texts)
+    layers, neurons = len(activation_modules(model)), neurons_per_layer(model.config)
+    out = np.zeros((len(texts), layers, neurons), dtype=np.float16)
+    collect_example_means(model, tokenizer, encoded, device, out, batch_tokens=10_000)
+    for row, e in enumerate(encoded):
+        stats = collect_stats(model, tokenizer, [e], device)  # one text: sum / count = mean
+        expected = (stats.act_sum / stats.n_tokens[:, None]).numpy()
+        assert np.allclose(out[row], expected, atol=2e-3), row
+    with pytest.raises(ValueError, match="expected"):
+        collect_example_means(model, tokenizer, encoded, device, out[:2])

@@ -40,6 +40,14 @@ def check_config(config: Mapping[str, Any]) -> None:
     check_languages([pivot], names, "probes.muse.pivot")
     for name, entry in config["models"].items():
         check_source(model_spec(name, entry))
+    bridges = config["bridges"]
+    for key in ("targets", "candidates"):
+        unknown = [lang for lang in bridges[key] or [] if lang not in config["languages"]]
+        if unknown:
+            raise PolyneuronError(
+                f"config key bridges.{key}: {', '.join(map(repr, unknown))} not among the "
+                "configured languages"
+            )
     refusal = config["probes"]["refusal"]
     check_languages(refusal["languages"], names, "probes.refusal.languages")
     check_languages(refusal["translator_for"], names, "probes.refusal.translator_for")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from polyneuron import PolyneuronError
 from polyneuron.adapters import activation_modules, decoder_body, neurons_per_layer
-from polyneuron.hooks import NeuronStats, StatsCollector
+from polyneuron.hooks import ExampleMeans, NeuronStats, StatsCollector
 
 COUNT_MODES = ("prompt", "word")
 
@@ -131,8 +131,47 @@ def collect_stats(
     """Neuron statistics of ``model`` over ``encoded`` texts; padding never counts."""
     modules = activation_modules(model)
     stats = NeuronStats.zeros(len(modules), neurons_per_layer(model.config), device=device)
+    _run_batches(model, tokenizer, encoded, device, stats, batch_tokens, max_batch_size, desc)
+    return stats
+
+
+def collect_example_means(
+    model: torch.nn.Module,
+    tokenizer,
+    encoded: Sequence[Encoded],
+    device: torch.device,
+    out,
+    batch_tokens: int = 4096,
+    max_batch_size: int = 256,
+    desc: str = "examples",
+) -> None:
+    """Each text's mean activation per neuron over its counted tokens, into
+    ``out[text, layer, neuron]`` (an array or memory map, filled batch by batch)."""
+    expected = (len(encoded), len(activation_modules(model)), neurons_per_layer(model.config))
+    if tuple(out.shape) != expected:
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {expected}")
+    means = ExampleMeans(out)
+    _run_batches(
+        model, tokenizer, encoded, device, means, batch_tokens, max_batch_size, desc,
+        on_batch=means.set_rows,
+    )  # fmt: skip
+
+
+def _run_batches(
+    model: torch.nn.Module,
+    tokenizer,
+    encoded: Sequence[Encoded],
+    device: torch.device,
+    fold: NeuronStats | ExampleMeans,
+    batch_tokens: int,
+    max_batch_size: int,
+    desc: str,
+    on_batch: Callable[[list[int]], None] | None = None,
+) -> None:
+    """Length-grouped batches through the decoder body, each layer's activations folded into
+    ``fold`` by hooks; the forward stops after the last hooked layer."""
     batches = plan_batches([len(e.input_ids) for e in encoded], batch_tokens, max_batch_size)
-    collector = StatsCollector(modules, stats)
+    collector = StatsCollector(activation_modules(model), fold)
     body = decoder_body(model)
     pad = pad_token_id(tokenizer)
     n_tokens = sum(len(e.input_ids) for e in encoded)
@@ -143,10 +182,11 @@ def collect_stats(
     ):
         for indices in batches:
             batch, counted = collate([encoded[i] for i in indices], pad, device)
+            if on_batch:
+                on_batch(indices)
             collector.set_mask(counted)
             collector.run(body, **batch)
             bar.update(sum(len(encoded[i].input_ids) for i in indices))
-    return stats
 
 
 def shard_rows(n: int, shards: int, k: int) -> range:

@@ -114,7 +114,7 @@ class StatsCollector:
     hooked layer.
     """
 
-    def __init__(self, modules: Sequence[nn.Module], stats: NeuronStats) -> None:
+    def __init__(self, modules: Sequence[nn.Module], stats: NeuronStats | ExampleMeans) -> None:
         self.modules = list(modules)
         self.stats = stats
         self._mask: CountedPositions | None = None
@@ -146,3 +146,27 @@ class StatsCollector:
     def run(self, body: nn.Module, **batch: torch.Tensor) -> None:
         with suppress(_StopForward):
             body(**batch, use_cache=False)
+
+
+class ExampleMeans:
+    """Each example's mean activation per neuron over its counted tokens, written into
+    ``out[example, layer, neuron]`` (e.g. a memory-mapped file) batch by batch.
+
+    Used in place of :class:`NeuronStats` in a :class:`StatsCollector`; call :meth:`set_rows`
+    with the batch's example indices before each forward pass. An example with no counted
+    token gets zeros.
+    """
+
+    def __init__(self, out) -> None:
+        self.out = out
+        self.rows: Sequence[int] = ()
+
+    def set_rows(self, rows: Sequence[int]) -> None:
+        self.rows = list(rows)
+
+    def add_(self, layer: int, act: torch.Tensor, mask: CountedPositions) -> None:
+        batch, seq = act.shape[0], act.shape[1]
+        weights = mask.weights.reshape(batch, seq)
+        sums = torch.einsum("bs,bsn->bn", weights, act.float())
+        means = sums / weights.sum(1, keepdim=True).clamp(min=1)
+        self.out[self.rows, layer, :] = means.to(torch.float16).cpu().numpy()

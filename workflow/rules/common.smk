@@ -41,6 +41,17 @@ RELATION_PROBES = config["probes"]["relations"]
 VALUE_PROBES = config["probes"]["values"]
 REFUSAL = config["probes"]["refusal"]
 TRANSLATOR_SETTINGS = config["translators"]
+BRIDGES = config["bridges"]
+# each target language and the candidate bridges it is scored against
+BRIDGE_PAIRS = {
+    target: [lang for lang in (BRIDGES["candidates"] or LANGS) if lang != target]
+    for target in BRIDGES["targets"]
+}
+BRIDGE_LANGS = [
+    lang
+    for lang in LANGS
+    if lang in BRIDGE_PAIRS or any(lang in c for c in BRIDGE_PAIRS.values())
+]
 NAMES = language_names(config["language_names"])
 LIB = Path(workflow.basedir) / "workflow" / "polyneuron"
 
@@ -78,6 +89,11 @@ def all_targets():
     return [
         "results/overlap_heatmap.pdf",
         *expand("results/plots/{model}/lape_layers.pdf", model=MODELS),
+        *(
+            expand("results/neurons/{model}/bridges.parquet", model=MODELS)
+            if BRIDGES["targets"]
+            else []
+        ),
     ]
 
 

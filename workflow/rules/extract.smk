@@ -25,3 +25,31 @@ rule extract_activations:
         code=code_version("adapters", "models", "hooks", "extract"),
     script:
         "../scripts/extract_activations.py"
+
+
+rule extract_examples:
+    input:
+        model="resources/models/{model}",
+        probes="results/probes/{probe}/{lang}.parquet",
+    output:
+        "results/activations/{model}/{probe}/{lang}.examples.safetensors",
+    log:
+        "logs/extract_examples/{model}/{probe}/{lang}.log",
+    benchmark:
+        "results/benchmarks/extract_examples/{model}/{probe}/{lang}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=extract_resource("mem_mb"),
+        runtime=extract_resource("runtime"),
+        gpu=extract_resource("gpu"),
+    params:
+        model=model_params,
+        batch_tokens=config["extraction"]["batch_tokens"],
+        max_batch_size=config["extraction"]["max_batch_size"],
+        split=config["extraction"]["split"],
+        count_tokens=lambda wc: config["probes"][wc.probe].get("count_tokens", "prompt"),
+        code=code_version("adapters", "models", "hooks", "extract", "tensors"),
+    script:
+        "../scripts/extract_examples.py"

@@ -34,3 +34,48 @@ rule score_overlap:
         code=code_version("stats", "lape", "overlap"),
     script:
         "../scripts/score_overlap.py"
+
+
+rule score_bridges:
+    input:
+        shards=lambda wc: expand(
+            "results/activations/{model}/{probe}/{lang}/part-{k}.parquet",
+            model=wc.model,
+            probe=BRIDGES["probe"],
+            lang=BRIDGE_LANGS,
+            k=range(SHARDS),
+        ),
+        probes=expand(
+            "results/probes/{probe}/{lang}.parquet",
+            probe=BRIDGES["probe"],
+            lang=BRIDGE_LANGS,
+        ),
+        examples=lambda wc: expand(
+            "results/activations/{model}/{probe}/{lang}.examples.safetensors",
+            model=wc.model,
+            probe=BRIDGES["probe"],
+            lang=BRIDGE_LANGS,
+        ),
+    output:
+        "results/neurons/{model}/bridges.parquet",
+    log:
+        "logs/score_bridges/{model}.log",
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        languages=BRIDGE_LANGS,
+        shards=SHARDS,
+        split=config["extraction"]["split"],
+        pairs=BRIDGE_PAIRS,
+        percentile=BRIDGES["percentile"],
+        max_pairs=BRIDGES["max_pairs"],
+        seed=BRIDGES["seed"],
+        window=BRIDGES["window"],
+        normalised=BRIDGES["normalised"],
+        code=code_version("stats", "lape", "overlap", "hsic"),
+    script:
+        "../scripts/score_bridges.py"

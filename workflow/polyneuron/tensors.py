@@ -1,0 +1,52 @@
+"""Tensors on disk: a safetensors file written piece by piece through a memory map."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from polyneuron.io import atomic_path
+
+SAFETENSORS_DTYPES = {"float16": "F16", "float32": "F32"}
+
+
+@contextmanager
+def safetensors_array(
+    path: str | Path,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: str = "float16",
+    metadata: dict[str, str] | None = None,
+) -> Iterator[np.memmap]:
+    """A safetensors file holding one zero-filled tensor ``name``, opened as a writable memory
+    map: fill it piece by piece (memory does not grow with its size); the file appears
+    atomically when the block ends without error."""
+    itemsize = np.dtype(dtype).itemsize
+    nbytes = int(np.prod(shape)) * itemsize
+    header = {
+        name: {
+            "dtype": SAFETENSORS_DTYPES[dtype],
+            "shape": list(shape),
+            "data_offsets": [0, nbytes],
+        }
+    }
+    if metadata:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes with spaces
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(struct.pack("<Q", len(raw)))
+            handle.write(raw)
+            handle.truncate(8 + len(raw) + nbytes)
+        array = np.memmap(tmp, dtype=dtype, mode="r+", offset=8 + len(raw), shape=shape)
+        try:
+            yield array
+            array.flush()
+        finally:
+            del array

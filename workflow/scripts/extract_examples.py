@@ -1,0 +1,39 @@
+"""Per-example mean activations of one model on one language's probes:
+results/activations/{model}/{probe}/{lang}.examples.safetensors ([example, layer, neuron],
+float16, rows in the order of the probe file's rows of the extraction split)."""
+
+import polars as pl
+import torch
+
+from polyneuron.adapters import activation_modules, neurons_per_layer
+from polyneuron.extract import collect_example_means, encode
+from polyneuron.logs import script_log
+from polyneuron.models import ModelSpec, load_prepared
+from polyneuron.tensors import safetensors_array
+
+with script_log(snakemake.log[0]) as log:
+    p, wc = snakemake.params, snakemake.wildcards
+    torch.set_num_threads(snakemake.threads)
+    probes = pl.read_parquet(snakemake.input.probes)
+    if "split" in probes.columns:
+        probes = probes.filter(pl.col("split") == p.split)
+    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
+    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    spans = None
+    if p.count_tokens == "word":
+        spans = list(zip(probes["word_start"], probes["word_end"], strict=True))
+    encoded = encode(tokenizer, probes["text"].to_list(), spans)
+    shape = (len(encoded), len(activation_modules(model)), neurons_per_layer(model.config))
+    metadata = {"probe": wc.probe, "lang": wc.lang, "split": p.split, "model": wc.model}
+    with safetensors_array(snakemake.output[0], "activations", shape, metadata=metadata) as out:
+        collect_example_means(
+            model,
+            tokenizer,
+            encoded,
+            device,
+            out,
+            batch_tokens=p.batch_tokens,
+            max_batch_size=p.max_batch_size,
+            desc=f"{wc.model}/{wc.probe}/{wc.lang} examples",
+        )
+    log.info("%s: %d examples x %d layers x %d neurons", wc.lang, *shape)
