@@ -11,6 +11,7 @@ from conftest import write_dictionaries
 from workflow_helpers import planned_jobs, snakemake, write_config
 
 LANGS = ["en", "de", "fr", "ru"]
+RELATION_LANGS = ["en", "de", "fr", "es", "zh"]  # the shipped relation facts (default)
 
 
 def base_config(models: dict[str, Path]) -> dict:
@@ -47,6 +48,23 @@ def test_full_run_writes_every_stage(finished):
     assert (finished / "results/overlap_heatmap.pdf").read_bytes().startswith(b"%PDF")
     assert (finished / "results/plots/tiny-llama/lape_layers.pdf").read_bytes().startswith(b"%PDF")
     assert (finished / "resources/models/tiny-llama/model.safetensors").exists()
+
+
+def test_relation_neurons_score_every_neuron_per_relation_and_language(finished):
+    neurons = pl.read_parquet(finished / "results/neurons/tiny-llama/relations.parquet")
+    info = json.loads((finished / "resources/model_info/tiny-llama.json").read_text())
+    per_group = neurons.group_by("group", "lang").agg(
+        n=pl.len(), kept=pl.col("selected").sum(), ap=pl.col("score").max()
+    )
+    assert set(per_group["lang"]) == set(RELATION_LANGS)
+    assert per_group["group"].n_unique() == 8  # the shipped relations
+    assert set(per_group["n"]) == {info["n_layers"] * info["n_neurons_per_layer"]}
+    assert set(per_group["kept"]) == {1}  # 3000 of LLaMA-2 7B's 352,256, scaled down: 1
+    assert ((per_group["ap"] > 0) & (per_group["ap"] <= 1)).all()
+    overlap = pl.read_parquet(finished / "results/neurons/tiny-llama/relation_overlap.parquet")
+    assert overlap.height == 8 * len(RELATION_LANGS) ** 2
+    same = overlap.filter(pl.col("lang_a") == pl.col("lang_b"))
+    assert (same["jaccard"] == 1).all()
 
 
 def test_shards_add_up_to_the_whole_probe_set(finished):
@@ -99,6 +117,8 @@ def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models
         assert planned_jobs(finished) == {
             "prepare_model": 1,
             "extract_activations": len(LANGS) * 2,
+            "extract_examples": len(RELATION_LANGS),  # per-prompt activations for relations
+            "score_relations": 1,
             "score_lape": 1,
             "score_overlap": 1,
             "plot_lape_layers": 1,

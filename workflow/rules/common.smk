@@ -94,6 +94,7 @@ def all_targets():
             if BRIDGES["targets"]
             else []
         ),
+        *expand("results/neurons/{model}/relations.parquet", model=MODELS),
     ]
 
 

@@ -79,3 +79,37 @@ rule score_bridges:
         code=code_version("stats", "lape", "overlap", "hsic"),
     script:
         "../scripts/score_bridges.py"
+
+
+rule score_relations:
+    input:
+        probes=expand(
+            "results/probes/relations/{lang}.parquet",
+            lang=RELATION_PROBES["languages"],
+        ),
+        examples=lambda wc: expand(
+            "results/activations/{model}/relations/{lang}.examples.safetensors",
+            model=wc.model,
+            lang=RELATION_PROBES["languages"],
+        ),
+    output:
+        neurons="results/neurons/{model}/relations.parquet",
+        overlap="results/neurons/{model}/relation_overlap.parquet",
+    log:
+        "logs/score_relations/{model}.log",
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        languages=RELATION_PROBES["languages"],
+        split=config["extraction"]["split"],
+        negative_ratio=config["relation_neurons"]["negative_ratio"],
+        top_n=config["relation_neurons"]["top_n"],
+        reference_neurons=config["relation_neurons"]["reference_neurons"],
+        seed=config["relation_neurons"]["seed"],
+        code=code_version("relation_neurons"),
+    script:
+        "../scripts/score_relations.py"
