@@ -107,7 +107,7 @@ def test_refusal_languages_come_from_their_translators(built):
     assert de["text"].to_list() == ["Beschreibe Spaziergang 1", "Beschreibe Spaziergang 2"]
     assert (
         de["split"].to_list()
-        == en.filter(pl.col("pair_id").is_in(de["pair_id"]))["split"].to_list()
+        == en.filter(pl.col("pair_id").is_in(de["pair_id"].to_list()))["split"].to_list()
     )
     ko = pl.read_parquet(built / "results/probes/refusal/ko.parquet")
     assert ko.height == 20 and ko["pair_id"].to_list() == en["pair_id"].to_list()

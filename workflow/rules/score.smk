@@ -60,6 +60,8 @@ rule score_bridges:
         "results/neurons/{model}/bridges.parquet",
     log:
         "logs/score_bridges/{model}.log",
+    benchmark:
+        "results/benchmarks/score_bridges/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     threads: config["extraction"]["threads"]
@@ -97,6 +99,8 @@ rule score_relations:
         overlap="results/neurons/{model}/relation_overlap.parquet",
     log:
         "logs/score_relations/{model}.log",
+    benchmark:
+        "results/benchmarks/score_relations/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     threads: config["extraction"]["threads"]
