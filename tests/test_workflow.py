@@ -12,6 +12,7 @@ from workflow_helpers import planned_jobs, snakemake, write_config
 
 LANGS = ["en", "de", "fr", "ru"]
 RELATION_LANGS = ["en", "de", "fr", "es", "zh"]  # the shipped relation facts (default)
+VALUE_LANGS = ["en", "zh"]  # the shipped value stories (default)
 
 
 def base_config(models: dict[str, Path]) -> dict:
@@ -48,6 +49,18 @@ def test_full_run_writes_every_stage(finished):
     assert (finished / "results/overlap_heatmap.pdf").read_bytes().startswith(b"%PDF")
     assert (finished / "results/plots/tiny-llama/lape_layers.pdf").read_bytes().startswith(b"%PDF")
     assert (finished / "resources/models/tiny-llama/model.safetensors").exists()
+
+
+def test_value_neurons_score_every_neuron_per_value_and_language(finished):
+    values = pl.read_parquet(finished / "results/neurons/tiny-llama/values.parquet")
+    info = json.loads((finished / "resources/model_info/tiny-llama.json").read_text())
+    n = info["n_layers"] * info["n_neurons_per_layer"]
+    per_value = values.group_by("group", "lang").agg(n=pl.len(), kept=pl.col("selected").sum())
+    assert per_value.height == 12 * len(VALUE_LANGS)  # the twelve values, en and zh
+    assert set(per_value["n"]) == {n}
+    assert set(per_value["kept"]) <= {round(n * 0.01)} and per_value["kept"].sum() > 0
+    chosen = values.filter("selected")
+    assert (chosen["score"] < float("inf")).all()
 
 
 def test_relation_neurons_score_every_neuron_per_relation_and_language(finished):
@@ -119,6 +132,8 @@ def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models
             "extract_activations": len(LANGS) * 2,
             "extract_examples": len(RELATION_LANGS),  # per-prompt activations for relations
             "score_relations": 1,
+            "extract_groups": len(VALUE_LANGS),  # statistics per value and condition
+            "score_values": 1,
             "score_lape": 1,
             "score_overlap": 1,
             "plot_lape_layers": 1,

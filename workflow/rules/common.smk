@@ -95,6 +95,7 @@ def all_targets():
             else []
         ),
         *expand("results/neurons/{model}/relations.parquet", model=MODELS),
+        *expand("results/neurons/{model}/values.parquet", model=MODELS),
     ]
 
 

@@ -53,3 +53,33 @@ rule extract_examples:
         code=code_version("adapters", "models", "hooks", "extract", "tensors"),
     script:
         "../scripts/extract_examples.py"
+
+
+rule extract_groups:
+    input:
+        model="resources/models/{model}",
+        probes="results/probes/{probe}/{lang}.parquet",
+    output:
+        "results/activations/{model}/{probe}/{lang}.groups.parquet",
+    log:
+        "logs/extract_groups/{model}/{probe}/{lang}.log",
+    benchmark:
+        "results/benchmarks/extract_groups/{model}/{probe}/{lang}.tsv"
+    wildcard_constraints:
+        probe="values",
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=extract_resource("mem_mb"),
+        runtime=extract_resource("runtime"),
+        gpu=extract_resource("gpu"),
+    params:
+        model=model_params,
+        group_by=["label", "condition"],
+        batch_tokens=config["extraction"]["batch_tokens"],
+        max_batch_size=config["extraction"]["max_batch_size"],
+        split=config["extraction"]["split"],
+        code=code_version("adapters", "models", "hooks", "extract"),
+    script:
+        "../scripts/extract_groups.py"

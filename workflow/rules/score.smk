@@ -117,3 +117,30 @@ rule score_relations:
         code=code_version("relation_neurons"),
     script:
         "../scripts/score_relations.py"
+
+
+rule score_values:
+    input:
+        lambda wc: expand(
+            "results/activations/{model}/values/{lang}.groups.parquet",
+            model=wc.model,
+            lang=VALUE_PROBES["languages"],
+        ),
+    output:
+        "results/neurons/{model}/values.parquet",
+    log:
+        "logs/score_values/{model}.log",
+    benchmark:
+        "results/benchmarks/score_values/{model}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        languages=VALUE_PROBES["languages"],
+        filter_rate=config["value_neurons"]["filter_rate"],
+        top_rate=config["value_neurons"]["top_rate"],
+        code=code_version("lape", "value_neurons"),
+    script:
+        "../scripts/score_values.py"

@@ -1,0 +1,35 @@
+"""Neuron statistics per group of one language's probes (values: value/condition):
+results/activations/{model}/{probe}/{lang}.groups.parquet."""
+
+import polars as pl
+import torch
+
+from polyneuron.extract import collect_stats, encode
+from polyneuron.io import write_parquet
+from polyneuron.logs import script_log
+from polyneuron.models import ModelSpec, load_prepared
+
+with script_log(snakemake.log[0]) as log:
+    p, wc = snakemake.params, snakemake.wildcards
+    torch.set_num_threads(snakemake.threads)
+    probes = pl.read_parquet(snakemake.input.probes)
+    if "split" in probes.columns:
+        probes = probes.filter(pl.col("split") == p.split)
+    probes = probes.with_columns(group=pl.concat_str(p.group_by, separator="/"))
+    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
+    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    frames = []
+    for group in sorted(probes["group"].unique()):
+        rows = probes.filter(pl.col("group") == group)
+        stats = collect_stats(
+            model,
+            tokenizer,
+            encode(tokenizer, rows["text"].to_list()),
+            device,
+            batch_tokens=p.batch_tokens,
+            max_batch_size=p.max_batch_size,
+            desc=f"{wc.model}/{wc.probe}/{wc.lang} {group}",
+        )
+        frames.append(stats.to_frame().with_columns(group=pl.lit(group)))
+        log.info("%s %s: %d texts, %d tokens", wc.lang, group, rows.height, int(stats.n_tokens[0]))
+    write_parquet(pl.concat(frames).select("group", pl.exclude("group")), snakemake.output[0])
