@@ -5,7 +5,9 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import polars as pl
 import torch
 from tqdm import tqdm
 
@@ -71,6 +73,15 @@ def encode(
                 )
             out.append(Encoded(array("i", ids), counted))
     return out
+
+
+def read_split(path: str | Path, split: str) -> pl.DataFrame:
+    """A probe file's rows of ``split`` (every row of a file without splits): the rows that
+    extraction and the methods reading its outputs use, in file order."""
+    probes = pl.read_parquet(path)
+    if "split" in probes.columns:
+        probes = probes.filter(pl.col("split") == split)
+    return probes
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int) -> list[list[int]]:

@@ -50,3 +50,11 @@ def safetensors_array(
             array.flush()
         finally:
             del array
+
+
+def read_tensor(path: str | Path, name: str = "activations"):
+    """One tensor of a safetensors file, as a torch tensor."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.get_tensor(name)

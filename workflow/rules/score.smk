@@ -78,7 +78,7 @@ rule score_bridges:
         seed=BRIDGES["seed"],
         window=BRIDGES["window"],
         normalised=BRIDGES["normalised"],
-        code=code_version("stats", "lape", "overlap", "hsic"),
+        code=code_version("stats", "lape", "overlap", "hsic", "extract", "tensors"),
     script:
         "../scripts/score_bridges.py"
 
@@ -114,7 +114,7 @@ rule score_relations:
         top_n=config["relation_neurons"]["top_n"],
         reference_neurons=config["relation_neurons"]["reference_neurons"],
         seed=config["relation_neurons"]["seed"],
-        code=code_version("relation_neurons"),
+        code=code_version("relation_neurons", "extract", "tensors"),
     script:
         "../scripts/score_relations.py"
 

@@ -1,9 +1,8 @@
 """Neuron statistics of one model on one shard of one language's probes."""
 
-import polars as pl
 import torch
 
-from polyneuron.extract import collect_stats, encode, shard_rows
+from polyneuron.extract import collect_stats, encode, read_split, shard_rows
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.models import ModelSpec, load_prepared
@@ -11,9 +10,7 @@ from polyneuron.models import ModelSpec, load_prepared
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
     torch.set_num_threads(snakemake.threads)
-    probes = pl.read_parquet(snakemake.input.probes)
-    if "split" in probes.columns:
-        probes = probes.filter(pl.col("split") == p.split)
+    probes = read_split(snakemake.input.probes, p.split)
     rows = shard_rows(probes.height, p.shards, int(wc.k))
     shard = probes.slice(rows.start, len(rows))
     spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)

@@ -2,11 +2,10 @@
 results/activations/{model}/{probe}/{lang}.examples.safetensors ([example, layer, neuron],
 float16, rows in the order of the probe file's rows of the extraction split)."""
 
-import polars as pl
 import torch
 
 from polyneuron.adapters import activation_modules, neurons_per_layer
-from polyneuron.extract import collect_example_means, encode
+from polyneuron.extract import collect_example_means, encode, read_split
 from polyneuron.logs import script_log
 from polyneuron.models import ModelSpec, load_prepared
 from polyneuron.tensors import safetensors_array
@@ -14,9 +13,7 @@ from polyneuron.tensors import safetensors_array
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
     torch.set_num_threads(snakemake.threads)
-    probes = pl.read_parquet(snakemake.input.probes)
-    if "split" in probes.columns:
-        probes = probes.filter(pl.col("split") == p.split)
+    probes = read_split(snakemake.input.probes, p.split)
     spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
     model, tokenizer, device = load_prepared(spec, snakemake.input.model)
     spans = None

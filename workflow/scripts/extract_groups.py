@@ -4,7 +4,7 @@ results/activations/{model}/{probe}/{lang}.groups.parquet."""
 import polars as pl
 import torch
 
-from polyneuron.extract import collect_stats, encode
+from polyneuron.extract import collect_stats, encode, read_split
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.models import ModelSpec, load_prepared
@@ -12,9 +12,7 @@ from polyneuron.models import ModelSpec, load_prepared
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
     torch.set_num_threads(snakemake.threads)
-    probes = pl.read_parquet(snakemake.input.probes)
-    if "split" in probes.columns:
-        probes = probes.filter(pl.col("split") == p.split)
+    probes = read_split(snakemake.input.probes, p.split)
     probes = probes.with_columns(group=pl.concat_str(p.group_by, separator="/"))
     spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
     model, tokenizer, device = load_prepared(spec, snakemake.input.model)

@@ -2,13 +2,14 @@
 
 import polars as pl
 import torch
-from safetensors import safe_open
 
+from polyneuron.extract import read_split
 from polyneuron.hsic import align_pairs, hsic_matrix, layer_score, rank_bridges
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.overlap import overlap_sets
 from polyneuron.stats import load_act_prob
+from polyneuron.tensors import read_tensor
 
 with script_log(snakemake.log[0]) as log:
     p = snakemake.params
@@ -19,12 +20,9 @@ with script_log(snakemake.log[0]) as log:
     for lang, probe_path, example_path in zip(
         p.languages, snakemake.input.probes, snakemake.input.examples, strict=True
     ):
-        probes = pl.read_parquet(probe_path)
-        if "split" in probes.columns:
-            probes = probes.filter(pl.col("split") == p.split)
+        probes = read_split(probe_path, p.split)
         pair_ids[lang] = probes["pair_id"].to_list()
-        with safe_open(example_path, framework="pt") as handle:
-            examples[lang] = handle.get_tensor("activations")
+        examples[lang] = read_tensor(example_path)  # [example, layer, neuron]
     rows = []
     for target, candidates in p.pairs.items():
         t = langs.index(target)

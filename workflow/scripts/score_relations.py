@@ -4,8 +4,8 @@ share a relation's neurons)."""
 
 import polars as pl
 import torch
-from safetensors import safe_open
 
+from polyneuron.extract import read_split
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.relation_neurons import (
@@ -14,6 +14,7 @@ from polyneuron.relation_neurons import (
     scaled_top_n,
     top_mask,
 )
+from polyneuron.tensors import read_tensor
 
 with script_log(snakemake.log[0]) as log:
     p = snakemake.params
@@ -22,11 +23,8 @@ with script_log(snakemake.log[0]) as log:
     for lang, probe_path, example_path in zip(
         p.languages, snakemake.input.probes, snakemake.input.examples, strict=True
     ):
-        probes = pl.read_parquet(probe_path)
-        if "split" in probes.columns:
-            probes = probes.filter(pl.col("split") == p.split)
-        with safe_open(example_path, framework="pt") as handle:
-            acts = handle.get_tensor("activations").float()  # [example, layer, neuron]
+        probes = read_split(probe_path, p.split)
+        acts = read_tensor(example_path).float()  # [example, layer, neuron]
         n_layers, n_neurons = acts.shape[1], acts.shape[2]
         k = scaled_top_n(p.top_n, n_layers * n_neurons, p.reference_neurons)
         labels = probes["label"].to_list()
