@@ -25,6 +25,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/probes.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/refusal.smk"
 include: "workflow/rules/plots.smk"
 
 

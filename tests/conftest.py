@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny import build_tiny_model
+from tiny import build_tiny_chat_model, build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,3 +37,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("tiny-models")
     return {family: build_tiny_model(root / family, family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random llama whose tokenizer has a chat template, built once per test session."""
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat") / "llama")

@@ -36,7 +36,7 @@ def test_default_target_on_the_embedded_model(tmp_path):
         print(f"{model}: off-diagonal Jaccard {off.min():.3f} to {off.max():.3f}")
 
     start = time.perf_counter()
-    snakemake(tmp_path, "--cores", "2")  # the LAPE plots and the HSIC bridges too
+    snakemake(tmp_path, "--cores", "2")  # every other method too
     print(f"\nthe rest of the default workflow: {time.perf_counter() - start:.0f} s")
     for model in config["models"]:
         bridges = pl.read_parquet(tmp_path / f"results/neurons/{model}/bridges.parquet")
@@ -49,3 +49,23 @@ def test_default_target_on_the_embedded_model(tmp_path):
         print(f"{model}: language-specific neurons per language {per_lang}")
         assert lape.height > 0
         assert (tmp_path / f"results/plots/{model}/lape_layers.pdf").exists()
+        tasks = pl.read_parquet(tmp_path / f"results/neurons/{model}/tasks.parquet")
+        kept = tasks.group_by("group").agg(pl.col("selected").mean())["selected"]
+        assert tasks["group"].n_unique() == len(config["probes"]["tasks"]["names"])
+        assert ((kept - 0.1).abs() < 0.01).all()  # the top 10% per task
+        lens = pl.read_parquet(tmp_path / f"results/neurons/{model}/logit_lens.parquet")
+        last = lens.group_by("probe", "lang").agg(pl.col("p_gold").last())
+        assert lens["p_gold"].is_between(0, 1).all() and last["p_gold"].max() > 0
+        final = dict(last.select("lang", "p_gold").iter_rows())
+        print(f"{model}: logit lens, last-layer p_gold {final}")
+    for model in config["chat_models"]:
+        table = pl.read_parquet(tmp_path / f"results/neurons/{model}/refusal.parquet")
+        chosen = table.filter("selected").select("group", "position", "layer", "score", "kl")
+        assert sorted(chosen["group"]) == sorted(config["refusal_directions"]["languages"])
+        print(f"{model}: selected refusal directions\n{chosen}")
+        cosine = pl.read_parquet(tmp_path / f"results/neurons/{model}/refusal_cosine.parquet")
+        selected = cosine.filter(pl.col("direction") == "selected")
+        assert (
+            selected.height == len(chosen) ** 2
+            and selected["cosine"].is_between(-1.0001, 1.0001).all()
+        )

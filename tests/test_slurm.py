@@ -38,6 +38,9 @@ GPU_RULES = (
     "extract_examples",
     "extract_groups",
     "translate_refusal",
+    "attribute_task",
+    "refusal_direction",
+    "logit_lens",
 )
 COMMANDS = ("munged", "slurmctld", "slurmd", "slurmdbd", "mariadbd", "sbatch", "sacct")
 

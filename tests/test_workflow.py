@@ -7,31 +7,97 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 from conftest import write_dictionaries
 from workflow_helpers import planned_jobs, snakemake, write_config
 
 LANGS = ["en", "de", "fr", "ru"]
 RELATION_LANGS = ["en", "de", "fr", "es", "zh"]  # the shipped relation facts (default)
 VALUE_LANGS = ["en", "zh"]  # the shipped value stories (default)
+TASKS = ["sentiment", "topic", "paraphrase", "translation"]  # the shipped tasks (default)
+REFUSAL_LANGS = ["en", "de"]
 
 
-def base_config(models: dict[str, Path]) -> dict:
-    return {
+def base_config(models: dict[str, Path], chat: dict[str, Path] | None = None) -> dict:
+    config = {
         "models": {name: {"source": str(path), "device": "cpu"} for name, path in models.items()},
         "languages": LANGS,
         "probes": {"muse": {"dir": "muse"}},
         "extraction": {"shards": 2, "threads": 1},
+        "logit_lens": {"max_examples": 8},
     }
+    if chat:
+        config["chat_models"] = {
+            name: {"source": str(path), "device": "cpu"} for name, path in chat.items()
+        }
+        config["refusal_directions"] = {
+            "languages": REFUSAL_LANGS,
+            "max_train": 12,
+            "max_val": 4,
+            "min_prompts": 2,
+        }
+    return config
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, tiny_models) -> Path:
-    """A workdir where the default target has been built on the tiny llama."""
+def finished(tmp_path_factory, tiny_models, tiny_chat_model) -> Path:
+    """A workdir where every default target has been built on the tiny llama (and the
+    refusal directions on a tiny chat llama)."""
     workdir = tmp_path_factory.mktemp("workflow")
     write_dictionaries(workdir / "muse")
-    write_config(workdir, base_config({"tiny-llama": tiny_models["llama"]}))
+    write_config(
+        workdir, base_config({"tiny-llama": tiny_models["llama"]}, {"tiny-chat": tiny_chat_model})
+    )
     snakemake(workdir, "--cores", "2")
     return workdir
+
+
+def test_task_neurons_and_their_overlap(finished):
+    tasks = pl.read_parquet(finished / "results/neurons/tiny-llama/tasks.parquet")
+    info = json.loads((finished / "resources/model_info/tiny-llama.json").read_text())
+    n = info["n_layers"] * info["n_neurons_per_layer"]
+    per_task = tasks.group_by("group").agg(n=pl.len(), kept=pl.col("selected").sum())
+    assert sorted(per_task["group"]) == sorted(TASKS)
+    assert set(per_task["n"]) == {n}
+    assert set(per_task["kept"]) == {round(n * 0.1)}
+    overlap = pl.read_parquet(finished / "results/neurons/tiny-llama/task_overlap.parquet")
+    assert overlap.height == len(TASKS) ** 2
+
+
+def test_logit_lens_decodes_every_layer_per_probe_and_language(finished):
+    lens = pl.read_parquet(finished / "results/neurons/tiny-llama/logit_lens.parquet")
+    info = json.loads((finished / "resources/model_info/tiny-llama.json").read_text())
+    per = lens.group_by("probe", "lang").len()
+    muse = per.filter(pl.col("probe") == "muse")
+    assert sorted(muse["lang"]) == sorted(set(LANGS) - {"en"})
+    assert sorted(per.filter(pl.col("probe") == "relations")["lang"]) == sorted(RELATION_LANGS)
+    assert set(per["len"]) == {info["n_layers"]}
+    assert lens["p_gold"].is_between(0, 1).all()
+    switch = pl.read_parquet(finished / "results/neurons/tiny-llama/logit_lens_switch.parquet")
+    assert switch.height == per.height
+
+
+def test_refusal_directions_per_language_of_the_chat_model(finished):
+    table = pl.read_parquet(finished / "results/neurons/tiny-chat/refusal.parquet")
+    assert sorted(table["group"].unique()) == sorted(REFUSAL_LANGS)
+    assert table.group_by("group").agg(pl.col("selected").sum())["selected"].to_list() == [1, 1]
+    from polyneuron.tensors import read_tensors
+
+    tensors, meta = read_tensors(finished / "results/neurons/tiny-chat/refusal.safetensors")
+    assert set(tensors) == {f"{lang}.{kind}" for lang in REFUSAL_LANGS
+                            for kind in ("directions", "selected")}  # fmt: skip
+    chosen = json.loads(meta["selected"])
+    for lang in REFUSAL_LANGS:
+        pos, layer = chosen[lang]["position"], chosen[lang]["layer"]
+        n_post = tensors[f"{lang}.directions"].shape[0]
+        assert tensors[f"{lang}.selected"].equal(tensors[f"{lang}.directions"][n_post + pos, layer])
+    cosine = pl.read_parquet(finished / "results/neurons/tiny-chat/refusal_cosine.parquet")
+    same = cosine.filter(pl.col("lang_a") == pl.col("lang_b"))
+    assert (same.filter(pl.col("direction") == "selected")["cosine"] - 1).abs().max() < 1e-6
+    # layer 0's inputs at the template tokens are their embeddings: no direction, no cosine
+    assert same.filter(pl.col("layer") == 0)["cosine"].is_nan().all()
+    assert (same.filter(pl.col("layer") > 0)["cosine"] - 1).abs().max() < 1e-6
+    assert not (finished / "results/neurons/tiny-chat/lape.parquet").exists()  # chat only
 
 
 def test_full_run_writes_every_stage(finished):
@@ -109,6 +175,10 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
         assert planned_jobs(finished) == {"score_lape": 1, "plot_lape_layers": 1}
         config_path.write_text(original + "overlap:\n  percentile: 0.9\n")
         assert planned_jobs(finished) == {"score_overlap": 1, "plot_overlap_heatmap": 1}
+        config_path.write_text(original.replace("max_val: 4", "max_val: 4\n  kl_threshold: 0.5"))
+        assert planned_jobs(finished) == {"refusal_direction": 2, "score_refusal": 1}
+        config_path.write_text(original + "task_neurons:\n  top_rate: 0.2\n")
+        assert planned_jobs(finished) == {"score_tasks": 1}
         config_path.write_text(original.replace("dir: muse", "dir: muse\n    count_tokens: word"))
         # counting only the word's tokens changes extraction, not the (model-free) probes
         plan = planned_jobs(finished)
@@ -123,10 +193,10 @@ def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models
     config_path = finished / "config.yaml"
     original = config_path.read_text()
     try:
-        write_config(
-            finished,
-            base_config({"tiny-llama": tiny_models["llama"], "tiny-gpt2": tiny_models["gpt2"]}),
-        )
+        chat = yaml.safe_load(original)["chat_models"]
+        config = base_config({"tiny-llama": tiny_models["llama"], "tiny-gpt2": tiny_models["gpt2"]})
+        write_config(finished, {**yaml.safe_load(original), "models": config["models"]})
+        assert yaml.safe_load(config_path.read_text())["chat_models"] == chat
         assert planned_jobs(finished) == {
             "prepare_model": 1,
             "extract_activations": len(LANGS) * 2,
@@ -134,6 +204,9 @@ def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models
             "score_relations": 1,
             "extract_groups": len(VALUE_LANGS),  # statistics per value and condition
             "score_values": 1,
+            "attribute_task": len(TASKS),  # gradient attribution per task
+            "score_tasks": 1,
+            "logit_lens": 1,
             "score_lape": 1,
             "score_overlap": 1,
             "plot_lape_layers": 1,
@@ -147,7 +220,10 @@ def test_swapping_a_model_then_back_reruns_nothing_for_the_kept_outputs(finished
     config_path = finished / "config.yaml"
     original = config_path.read_text()
     try:
-        write_config(finished, base_config({"tiny-qwen": tiny_models["qwen2"]}))
+        write_config(
+            finished,
+            {**yaml.safe_load(original), **base_config({"tiny-qwen": tiny_models["qwen2"]})},
+        )
         snakemake(finished, "--cores", "2")
         heatmap = pl.read_parquet(finished / "results/neurons/tiny-qwen/overlap.parquet")
         assert heatmap.height == len(LANGS) ** 2

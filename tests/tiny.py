@@ -124,3 +124,19 @@ def build_tiny_mt_model(folder: Path, style: str = "m2m100", seed: int = 0) -> P
     M2M100ForConditionalGeneration(config).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# A minimal chat template: the user's message between role markers, then the assistant's turn.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<s>{{ message['role'] }}: {{ message['content'] }}</s>"
+    "{% endfor %}{% if add_generation_prompt %}<s>assistant:{% endif %}"
+)
+
+
+def build_tiny_chat_model(folder: Path, family: str = "llama", seed: int = 0) -> Path:
+    """A tiny random ``family`` model whose tokenizer carries :data:`CHAT_TEMPLATE`."""
+    build_tiny_model(folder, family, seed)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    return folder

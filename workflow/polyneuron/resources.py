@@ -163,17 +163,19 @@ def extract_request(
     use_gpu: bool = True,
     attempt: int = 1,
     gpu_mem_gb: float = 80.0,
+    backward: bool = False,
 ) -> Request:
-    """``extract_activations``: load the prepared folder in ``dtype`` and run ``n_tokens``
-    tokens through the decoder body, on GPUs (enough to hold the weights, see
-    :func:`gpu_count`) or, with ``use_gpu=False`` (a model configured with ``device: cpu``),
-    on the CPU at :data:`CPU_TFLOPS`. The weights pass through host memory on their way to
-    the GPU, or stay there."""
+    """``extract_activations`` and the other jobs that run a model: load the prepared folder
+    in ``dtype`` and run ``n_tokens`` tokens through the decoder body, on GPUs (enough to hold
+    the weights, see :func:`gpu_count`) or, with ``use_gpu=False`` (a model configured with
+    ``device: cpu``), on the CPU at :data:`CPU_TFLOPS`. The weights pass through host memory
+    on their way to the GPU, or stay there. ``backward``: gradients too (task attribution),
+    about three forward passes' work and a second copy's worth of memory for the graph."""
     return Request(
         mem_mb=mem_mb(
             n_params,
             dtype,
-            copies=1.0,
+            copies=2.0 if backward else 1.0,
             overhead_mb=4000,
             default_mb=DEFAULT_EXTRACT_MEM_MB,
             attempt=attempt,
@@ -181,7 +183,7 @@ def extract_request(
         runtime=runtime_min(
             n_params,
             dtype,
-            n_tokens=n_tokens,
+            n_tokens=n_tokens * (3 if backward else 1),
             tflops=None if use_gpu else CPU_TFLOPS,
             attempt=attempt,
         ),

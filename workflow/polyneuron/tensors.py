@@ -58,3 +58,25 @@ def read_tensor(path: str | Path, name: str = "activations"):
 
     with safe_open(str(path), framework="pt") as handle:
         return handle.get_tensor(name)
+
+
+def write_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """Named torch tensors as one safetensors file, written atomically (each its own copy:
+    the format does not share storage between tensors)."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file(
+            {name: tensor.detach().clone().contiguous() for name, tensor in tensors.items()},
+            str(tmp),
+            metadata=metadata,
+        )
+
+
+def read_tensors(path: str | Path) -> tuple[dict, dict[str, str]]:
+    """Every tensor of a safetensors file, by name, and its string metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        return tensors, dict(handle.metadata() or {})

@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from polyneuron import PolyneuronError
-from polyneuron.config import check_config, model_spec, resolve_path
+from polyneuron.config import check_config, model_entry, model_spec, resolve_path
 from polyneuron.languages import language_names
 from polyneuron.muse import find_dictionary
 from polyneuron.parallel import text_file
@@ -32,6 +32,7 @@ except PolyneuronError as err:
 
 
 MODELS = list(config["models"])
+CHAT_MODELS = list(config["chat_models"])
 LANGS = config["languages"]
 SHARDS = config["extraction"]["shards"]
 MUSE = config["probes"]["muse"]
@@ -52,6 +53,15 @@ BRIDGE_LANGS = [
     for lang in LANGS
     if lang in BRIDGE_PAIRS or any(lang in c for c in BRIDGE_PAIRS.values())
 ]
+REFUSAL_DIRECTIONS = config["refusal_directions"]
+REFUSAL_LANGS = REFUSAL_DIRECTIONS["languages"] or REFUSAL["languages"]
+LENS = config["logit_lens"]
+LENS_MUSE = LENS["muse_languages"] or LANGS
+LENS_RELATIONS = (
+    RELATION_PROBES["languages"]
+    if LENS["relation_languages"] is None
+    else LENS["relation_languages"]
+)
 NAMES = language_names(config["language_names"])
 LIB = Path(workflow.basedir) / "workflow" / "polyneuron"
 
@@ -66,7 +76,7 @@ def code_version(*modules):
 
 
 def model_params(wildcards):
-    spec = model_spec(wildcards.model, config["models"][wildcards.model])
+    spec = model_spec(wildcards.model, model_entry(config, wildcards.model))
     return {
         "dtype": spec.dtype,
         "device": spec.device,
@@ -96,6 +106,9 @@ def all_targets():
         ),
         *expand("results/neurons/{model}/relations.parquet", model=MODELS),
         *expand("results/neurons/{model}/values.parquet", model=MODELS),
+        *expand("results/neurons/{model}/tasks.parquet", model=MODELS),
+        *expand("results/neurons/{model}/logit_lens.parquet", model=MODELS),
+        *expand("results/neurons/{model}/refusal.parquet", model=CHAT_MODELS),
     ]
 
 
@@ -236,7 +249,7 @@ def translation_gpus(wildcards):
         return 0 if TRANSLATOR_SETTINGS["hf"]["device"] == "cpu" else 1
     spec = model_spec(
         TRANSLATOR_SETTINGS["llm"]["model"],
-        config["models"][TRANSLATOR_SETTINGS["llm"]["model"]],
+        model_entry(config, TRANSLATOR_SETTINGS["llm"]["model"]),
     )
     return 0 if "cpu" in (spec.device, spec.device_map) else 1
 
@@ -279,7 +292,7 @@ def model_size(model):
     """Parameter count: exact once prepare_model has written model_info, else what the
     model's name spells (7b, 270m), else None (the requests' defaults)."""
     return known_n_params(
-        f"resources/model_info/{model}.json", config["models"][model]["source"]
+        f"resources/model_info/{model}.json", model_entry(config, model)["source"]
     )
 
 
@@ -293,26 +306,40 @@ def prepare_resource(name):
     """prepare_model's `name` request (mem_mb, runtime), scaled with the model."""
 
     def request(wildcards, attempt):
-        spec = model_spec(wildcards.model, config["models"][wildcards.model])
+        spec = model_spec(wildcards.model, model_entry(config, wildcards.model))
         size = model_size(wildcards.model)
         return getattr(prepare_request(size, spec.dtype, attempt=attempt), name)
 
     return request
 
 
-def extract_resource(name):
-    """extract_activations' `name` request (mem_mb, runtime, gpu), scaled with the model;
-    no GPU for a model configured with device: cpu."""
+def refusal_tokens():
+    """Tokens one refusal_direction job runs, estimated before the model is known: the train
+    and validation prompts (~64 tokens each) once for the filter and the means, then three
+    validation passes per candidate (~5 post-instruction positions or `positions`, x ~32
+    layers)."""
+    n_train = 2 * (REFUSAL_DIRECTIONS["max_train"] or 450)
+    n_val = 2 * REFUSAL_DIRECTIONS["max_val"]
+    positions = REFUSAL_DIRECTIONS["positions"] or 5
+    return 64 * (2 * n_train + n_val * (2 + 3 * positions * 32))
+
+
+def extract_resource(name, probe=None, n_tokens=None, backward=False):
+    """A model job's `name` request (mem_mb, runtime, gpu), scaled with the model and the
+    tokens it runs (those of the probe set in the `probe` wildcard, or of `probe`, or
+    `n_tokens`); no GPU for a model configured with device: cpu."""
 
     def request(wildcards, attempt):
-        spec = model_spec(wildcards.model, config["models"][wildcards.model])
+        spec = model_spec(wildcards.model, model_entry(config, wildcards.model))
         size = model_size(wildcards.model)
+        tokens = n_tokens or extraction_tokens(probe or wildcards.probe)
         req = extract_request(
             size,
             spec.dtype,
-            n_tokens=extraction_tokens(wildcards.probe),
+            n_tokens=tokens,
             use_gpu="cpu" not in (spec.device, spec.device_map),
             attempt=attempt,
+            backward=backward,
         )
         return getattr(req, name)
 

@@ -12,11 +12,11 @@ rule prepare_model:
         mem_mb=prepare_resource("mem_mb"),
         runtime=prepare_resource("runtime"),
     params:
-        source=lambda wc: config["models"][wc.model]["source"],
-        trust_remote_code=lambda wc: config["models"][wc.model].get(
+        source=lambda wc: model_entry(config, wc.model)["source"],
+        trust_remote_code=lambda wc: model_entry(config, wc.model).get(
             "trust_remote_code", False
         ),
-        revision=lambda wc: config["models"][wc.model].get("revision"),
+        revision=lambda wc: model_entry(config, wc.model).get("revision"),
         code=code_version("adapters", "models"),
     script:
         "../scripts/prepare_model.py"

@@ -144,3 +144,92 @@ rule score_values:
         code=code_version("lape", "value_neurons"),
     script:
         "../scripts/score_values.py"
+
+
+rule attribute_task:
+    input:
+        model="resources/models/{model}",
+        probes="results/probes/tasks/{task}.parquet",
+    output:
+        "results/activations/{model}/tasks/{task}.attribution.safetensors",
+    log:
+        "logs/attribute_task/{model}/{task}.log",
+    benchmark:
+        "results/benchmarks/attribute_task/{model}/{task}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=extract_resource("mem_mb", probe="tasks", backward=True),
+        runtime=extract_resource("runtime", probe="tasks", backward=True),
+        gpu=extract_resource("gpu", probe="tasks"),
+    params:
+        model=model_params,
+        split=config["extraction"]["split"],
+        batch_tokens=config["task_neurons"]["batch_tokens"],
+        max_batch_size=config["task_neurons"]["max_batch_size"],
+        code=code_version("adapters", "models", "extract", "tensors", "task_neurons"),
+    script:
+        "../scripts/attribute_task.py"
+
+
+rule score_tasks:
+    input:
+        lambda wc: expand(
+            "results/activations/{model}/tasks/{task}.attribution.safetensors",
+            model=wc.model,
+            task=TASKS["names"],
+        ),
+    output:
+        neurons="results/neurons/{model}/tasks.parquet",
+        overlap="results/neurons/{model}/task_overlap.parquet",
+    log:
+        "logs/score_tasks/{model}.log",
+    benchmark:
+        "results/benchmarks/score_tasks/{model}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        tasks=TASKS["names"],
+        top_rate=config["task_neurons"]["top_rate"],
+        code=code_version("adapters", "extract", "tensors", "task_neurons"),
+    script:
+        "../scripts/score_tasks.py"
+
+
+rule logit_lens:
+    input:
+        model="resources/models/{model}",
+        muse_en=f"results/probes/muse/{MUSE['pivot']}.parquet",
+        relations=expand("results/probes/relations/{lang}.parquet", lang=LENS_RELATIONS),
+    output:
+        layers="results/neurons/{model}/logit_lens.parquet",
+        switch="results/neurons/{model}/logit_lens_switch.parquet",
+    log:
+        "logs/logit_lens/{model}.log",
+    benchmark:
+        "results/benchmarks/logit_lens/{model}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=extract_resource("mem_mb", probe="muse"),
+        runtime=extract_resource("runtime", probe="muse"),
+        gpu=extract_resource("gpu", probe="muse"),
+    params:
+        model=model_params,
+        muse_languages=LENS_MUSE,
+        relation_languages=LENS_RELATIONS,
+        split=config["extraction"]["split"],
+        max_examples=LENS["max_examples"],
+        answer_prefix={
+            "muse": LENS["muse_prefix"],
+            "relations": LENS["relations_prefix"],
+        },
+        batch_size=LENS["batch_size"],
+        code=code_version("adapters", "models", "extract", "logit_lens"),
+    script:
+        "../scripts/logit_lens.py"

@@ -1,0 +1,34 @@
+"""Gradient attribution of one model on one task's probes:
+results/activations/{model}/tasks/{task}.attribution.safetensors (tensor ``attribution``:
+Σ ∂L/∂a · a per [layer, neuron], float64, over the probe file's rows of the split)."""
+
+import time
+
+import torch
+
+from polyneuron.extract import read_split
+from polyneuron.logs import script_log
+from polyneuron.models import ModelSpec, load_prepared
+from polyneuron.task_neurons import attribute, encode_tasks, write_attribution
+
+with script_log(snakemake.log[0]) as log:
+    p, wc = snakemake.params, snakemake.wildcards
+    torch.set_num_threads(snakemake.threads)
+    probes = read_split(snakemake.input.probes, p.split)
+    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
+    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    encoded = encode_tasks(tokenizer, probes["text"].to_list(), probes["target"].to_list())
+    started = time.perf_counter()
+    result = attribute(
+        model,
+        tokenizer,
+        encoded,
+        device,
+        batch_tokens=p.batch_tokens,
+        max_batch_size=p.max_batch_size,
+        desc=f"{wc.model}/{wc.task} attribution",
+    )
+    metadata = {"task": wc.task, "split": p.split, "model": wc.model}
+    write_attribution(snakemake.output[0], result, metadata)
+    log.info("%s: %d examples, %d target tokens, %.1f s", wc.task, result.n_examples,
+             result.n_tokens, time.perf_counter() - started)  # fmt: skip
