@@ -64,7 +64,11 @@ def check_config(config: Mapping[str, Any]) -> None:
                 f"config key chat_models.{name}: the name is also under models: with other "
                 "settings; give one of them another name, or the same settings"
             )
-        check_source(model_spec(name, entry))
+        try:
+            check_source(model_spec(name, entry))
+        except PolyneuronError as err:  # name the section the entry is in
+            message = str(err).replace("config key models.", "config key chat_models.", 1)
+            raise PolyneuronError(message) from None
     bridges = config["bridges"]
     for key in ("targets", "candidates"):
         unknown = [lang for lang in bridges[key] or [] if lang not in config["languages"]]

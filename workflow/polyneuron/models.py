@@ -83,15 +83,16 @@ def _gguf_in_package(spec: ModelSpec, module_name: str, file_name: str) -> Path:
     found = importlib.util.find_spec(module_name)
     if found is None or not found.submodule_search_locations:
         raise PolyneuronError(
-            f"config key models.{spec.name}.source: no installed package {module_name!r}; "
-            "install it with pip (see requirements.txt)"
+            f"model {spec.name!r} (source {spec.source!r}): no installed package "
+            f"{module_name!r}; install it with pip (see requirements*.txt)"
         )
     for folder in found.submodule_search_locations:
         path = Path(folder) / file_name
         if path.is_file():
             return path
     raise PolyneuronError(
-        f"config key models.{spec.name}.source: package {module_name!r} has no {file_name!r}"
+        f"model {spec.name!r} (source {spec.source!r}): package {module_name!r} has no "
+        f"file {file_name!r}"
     )
 
 
