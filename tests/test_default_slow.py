@@ -58,6 +58,19 @@ def test_default_target_on_the_embedded_model(tmp_path):
         assert lens["p_gold"].is_between(0, 1).all() and last["p_gold"].max() > 0
         final = dict(last.select("lang", "p_gold").iter_rows())
         print(f"{model}: logit lens, last-layer p_gold {final}")
+        ablation = pl.read_parquet(tmp_path / f"results/ablation/{model}/lape.parquet")
+        assert sorted(ablation["evaluated"].unique()) == sorted(langs)
+        assert ablation["value"].is_finite().all() and ablation["baseline"].is_finite().all()
+        own = pl.col("intervened") == pl.col("evaluated")
+        summary = (
+            ablation.group_by("control")
+            .agg(
+                diagonal=pl.col("delta").filter(own).mean(),
+                off_diagonal=pl.col("delta").filter(~own).mean(),
+            )
+            .sort("control")
+        )
+        print(f"{model}: LAPE ablation, mean perplexity change\n{summary}")
     for model in config["chat_models"]:
         table = pl.read_parquet(tmp_path / f"results/neurons/{model}/refusal.parquet")
         chosen = table.filter("selected").select("group", "position", "layer", "score", "kl")

@@ -77,6 +77,24 @@ def test_logit_lens_decodes_every_layer_per_probe_and_language(finished):
     assert switch.height == per.height
 
 
+def test_lape_ablation_has_the_full_matrix_beside_random_controls(finished):
+    frame = pl.read_parquet(finished / "results/ablation/tiny-llama/lape.parquet")
+    lape = pl.read_parquet(finished / "results/neurons/tiny-llama/lape.parquet")
+    intervened = sorted(lape["lang"].unique())
+    assert sorted(frame["intervened"].unique()) == intervened
+    assert frame.height == len(intervened) * (1 + 3) * len(LANGS)  # itself and three seeds
+    assert sorted(frame["evaluated"].unique()) == sorted(LANGS)
+    none = frame.filter(pl.col("control") == "none")
+    assert none["seed"].null_count() == none.height
+    assert sorted(frame.filter(pl.col("control") == "random")["seed"].unique()) == [0, 1, 2]
+    assert ((frame["delta"] - (frame["value"] - frame["baseline"])).abs() < 1e-9).all()
+    assert (frame["ci_low"] <= frame["ci_high"]).all()
+    per_lang = dict(lape.group_by("lang").len().iter_rows())
+    sizes = frame.group_by("intervened").agg(pl.col("n_neurons").unique())
+    for lang, n in sizes.iter_rows():
+        assert n == [per_lang[lang]]  # random sets are as large as the language's own
+
+
 def test_refusal_directions_per_language_of_the_chat_model(finished):
     table = pl.read_parquet(finished / "results/neurons/tiny-chat/refusal.parquet")
     assert sorted(table["group"].unique()) == sorted(REFUSAL_LANGS)
@@ -172,7 +190,9 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
     original = config_path.read_text()
     try:
         config_path.write_text(original + "lape:\n  top_rate: 0.05\n")
-        assert planned_jobs(finished) == {"score_lape": 1, "plot_lape_layers": 1}
+        assert planned_jobs(finished) == {"score_lape": 1, "plot_lape_layers": 1, "ablate_lape": 1}
+        config_path.write_text(original + "ablation:\n  seeds: [0, 1]\n")
+        assert planned_jobs(finished) == {"ablate_lape": 1}
         config_path.write_text(original + "overlap:\n  percentile: 0.9\n")
         assert planned_jobs(finished) == {"score_overlap": 1, "plot_overlap_heatmap": 1}
         config_path.write_text(original.replace("max_val: 4", "max_val: 4\n  kl_threshold: 0.5"))
@@ -207,6 +227,7 @@ def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models
             "attribute_task": len(TASKS),  # gradient attribution per task
             "score_tasks": 1,
             "logit_lens": 1,
+            "ablate_lape": 1,  # LAPE neurons off: perplexity matrix and random controls
             "score_lape": 1,
             "score_overlap": 1,
             "plot_lape_layers": 1,

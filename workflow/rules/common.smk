@@ -62,6 +62,7 @@ LENS_RELATIONS = (
     if LENS["relation_languages"] is None
     else LENS["relation_languages"]
 )
+ABLATION = config["ablation"]
 NAMES = language_names(config["language_names"])
 LIB = Path(workflow.basedir) / "workflow" / "polyneuron"
 
@@ -109,6 +110,7 @@ def all_targets():
         *expand("results/neurons/{model}/tasks.parquet", model=MODELS),
         *expand("results/neurons/{model}/logit_lens.parquet", model=MODELS),
         *expand("results/neurons/{model}/refusal.parquet", model=CHAT_MODELS),
+        *expand("results/ablation/{model}/lape.parquet", model=MODELS),
     ]
 
 
@@ -322,6 +324,14 @@ def refusal_tokens():
     n_val = 2 * REFUSAL_DIRECTIONS["max_val"]
     positions = REFUSAL_DIRECTIONS["positions"] or 5
     return 64 * (2 * n_train + n_val * (2 + 3 * positions * 32))
+
+
+def ablation_tokens():
+    """Tokens one ablate_lape job runs: every language's texts (~48 tokens each) once plain and
+    once per intervened language and control (itself and each seed)."""
+    n_langs = len(LANGS)
+    runs = 1 + n_langs * (1 + len(ABLATION["seeds"]))
+    return 48 * (ABLATION["max_texts"] or 60) * n_langs * runs
 
 
 def extract_resource(name, probe=None, n_tokens=None, backward=False):

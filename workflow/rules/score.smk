@@ -233,3 +233,43 @@ rule logit_lens:
         code=code_version("adapters", "models", "extract", "logit_lens"),
     script:
         "../scripts/logit_lens.py"
+
+
+rule ablate_lape:
+    input:
+        model="resources/models/{model}",
+        neurons="results/neurons/{model}/lape.parquet",
+        texts=expand("results/probes/flores/{lang}.parquet", lang=LANGS),
+    output:
+        "results/ablation/{model}/lape.parquet",
+    log:
+        "logs/ablate_lape/{model}.log",
+    benchmark:
+        "results/benchmarks/ablate_lape/{model}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=extract_resource("mem_mb", n_tokens=ablation_tokens()),
+        runtime=extract_resource("runtime", n_tokens=ablation_tokens()),
+        gpu=extract_resource("gpu", n_tokens=ablation_tokens()),
+    params:
+        model=model_params,
+        languages=LANGS,
+        split=ABLATION["split"],
+        max_texts=ABLATION["max_texts"],
+        seeds=ABLATION["seeds"],
+        mode=ABLATION["mode"],
+        factor=ABLATION["factor"],
+        batch_tokens=ABLATION["batch_tokens"],
+        max_batch_size=ABLATION["max_batch_size"],
+        code=code_version(
+            "adapters",
+            "models",
+            "extract",
+            "refusal_directions",
+            "interventions",
+            "evaluation",
+        ),
+    script:
+        "../scripts/ablate_language.py"

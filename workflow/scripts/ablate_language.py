@@ -1,0 +1,49 @@
+"""Language-specific neurons switched off: results/ablation/{model}/lape.parquet, the perplexity
+of every language's FLORES texts with each language's LAPE neurons off, and with random sets of
+the same per-layer sizes over several seeds (polyneuron.evaluation.ABLATION_SCHEMA)."""
+
+import polars as pl
+import torch
+
+from polyneuron import PolyneuronError
+from polyneuron.evaluation import ablation_matrix, summarize_ablation
+from polyneuron.extract import read_split
+from polyneuron.interventions import neuron_set_from_frame
+from polyneuron.io import write_parquet
+from polyneuron.logs import script_log
+from polyneuron.models import ModelSpec, load_prepared
+
+with script_log(snakemake.log[0]) as log:
+    p, wc = snakemake.params, snakemake.wildcards
+    torch.set_num_threads(snakemake.threads)
+    if p.mode not in ("zero", "scale"):
+        raise PolyneuronError(
+            f"ablation mode {p.mode!r}: only 'zero' and 'scale' (with factor) are supported "
+            "here; 'mean' needs per-neuron mean activations, which this rule does not read"
+        )
+    lape = pl.read_parquet(snakemake.input.neurons)
+    sets = {
+        lang: neuron_set_from_frame(lape.filter(pl.col("lang") == lang)) for lang in p.languages
+    }
+    for lang, neurons in sets.items():
+        if not neurons:
+            log.info("%s: no LAPE neurons; skipped as the intervened language", lang)
+    texts = {
+        lang: read_split(path, p.split)["text"].to_list()[: p.max_texts]
+        for lang, path in zip(p.languages, snakemake.input.texts, strict=True)
+    }
+    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
+    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    frame = ablation_matrix(
+        model, tokenizer, {lang: s for lang, s in sets.items() if s}, texts, p.seeds, device,
+        mode=p.mode, factor=p.factor, batch_tokens=p.batch_tokens,
+        max_batch_size=p.max_batch_size, desc=f"{wc.model} ablation",
+    )  # fmt: skip
+    write_parquet(frame, snakemake.output[0])
+    for row in summarize_ablation(frame).iter_rows(named=True):
+        log.info(
+            "%s off (%s, %d neurons, %d seeds): mean Δppl own language %.4g, others %.4g",
+            row["intervened"], row["control"], row["n_neurons"], row["n_seeds"],
+            row["diagonal"] if row["diagonal"] is not None else float("nan"),
+            row["off_diagonal"] if row["off_diagonal"] is not None else float("nan"),
+        )  # fmt: skip
