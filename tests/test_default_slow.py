@@ -59,7 +59,7 @@ def test_default_target_on_the_embedded_model(tmp_path):
         final = dict(last.select("lang", "p_gold").iter_rows())
         print(f"{model}: logit lens, last-layer p_gold {final}")
         ablation = pl.read_parquet(tmp_path / f"results/ablation/{model}/lape.parquet")
-        assert sorted(ablation["evaluated"].unique()) == sorted(langs)
+        assert sorted(ablation["evaluated"].unique()) == sorted(config["ablation"]["languages"])
         assert ablation["value"].is_finite().all() and ablation["baseline"].is_finite().all()
         own = pl.col("intervened") == pl.col("evaluated")
         summary = (

@@ -85,6 +85,8 @@ def check_config(config: Mapping[str, Any]) -> None:
         "refusal_directions.languages",
         "probes.refusal.languages",
     )
+    _check_subset(config["ablation"]["languages"], config["languages"], "ablation.languages",
+                  "languages")  # fmt: skip
     lens = config["logit_lens"]
     _check_subset(lens["muse_languages"], config["languages"], "logit_lens.muse_languages",
                   "languages")  # fmt: skip

@@ -63,6 +63,7 @@ LENS_RELATIONS = (
     else LENS["relation_languages"]
 )
 ABLATION = config["ablation"]
+ABLATION_LANGS = ABLATION["languages"] or LANGS
 NAMES = language_names(config["language_names"])
 LIB = Path(workflow.basedir) / "workflow" / "polyneuron"
 
@@ -329,7 +330,7 @@ def refusal_tokens():
 def ablation_tokens():
     """Tokens one ablate_lape job runs: every language's texts (~48 tokens each) once plain and
     once per intervened language and control (itself and each seed)."""
-    n_langs = len(LANGS)
+    n_langs = len(ABLATION_LANGS)
     runs = 1 + n_langs * (1 + len(ABLATION["seeds"]))
     return 48 * (ABLATION["max_texts"] or 60) * n_langs * runs
 

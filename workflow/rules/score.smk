@@ -239,7 +239,7 @@ rule ablate_lape:
     input:
         model="resources/models/{model}",
         neurons="results/neurons/{model}/lape.parquet",
-        texts=expand("results/probes/flores/{lang}.parquet", lang=LANGS),
+        texts=expand("results/probes/flores/{lang}.parquet", lang=ABLATION_LANGS),
     output:
         "results/ablation/{model}/lape.parquet",
     log:
@@ -255,7 +255,7 @@ rule ablate_lape:
         gpu=extract_resource("gpu", n_tokens=ablation_tokens()),
     params:
         model=model_params,
-        languages=LANGS,
+        languages=ABLATION_LANGS,
         split=ABLATION["split"],
         max_texts=ABLATION["max_texts"],
         seeds=ABLATION["seeds"],
