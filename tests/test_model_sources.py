@@ -47,6 +47,7 @@ def minimal_config(**extra) -> dict:
         "refusal_directions": {"languages": None},
         "logit_lens": {"muse_languages": None, "relation_languages": None},
         "chat_models": {},
+        "ablation": {"languages": None},
     }  # fmt: skip
     for key, value in extra.items():
         config[key] = value
@@ -72,6 +73,9 @@ def test_chat_models_are_checked_and_found_by_name(tmp_path):
 def test_method_languages_must_be_configured_ones():
     bad = minimal_config(refusal_directions={"languages": ["en", "ko"]})
     with pytest.raises(PolyneuronError, match=r"refusal_directions\.languages: 'ko'"):
+        check_config(bad)
+    bad = minimal_config(ablation={"languages": ["en", "sw"]})
+    with pytest.raises(PolyneuronError, match=r"ablation\.languages: 'sw'"):
         check_config(bad)
     bad = minimal_config(logit_lens={"muse_languages": ["fr"], "relation_languages": None})
     with pytest.raises(PolyneuronError, match=r"logit_lens\.muse_languages: 'fr'"):

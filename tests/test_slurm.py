@@ -41,6 +41,7 @@ GPU_RULES = (
     "attribute_task",
     "refusal_direction",
     "logit_lens",
+    "ablate_lape",
 )
 COMMANDS = ("munged", "slurmctld", "slurmd", "slurmdbd", "mariadbd", "sbatch", "sacct")
 
