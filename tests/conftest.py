@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -43,3 +46,27 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random llama whose tokenizer has a chat template, built once per test session."""
     return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat") / "llama")
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny matrices: intra-op threads only cost (tenfold on a busy machine). Use it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@cache
+def _load(folder: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+@pytest.fixture
+def load(tiny_models):
+    """``load(family)``: the tiny model of that family and its tokenizer, loaded once."""
+    return lambda family: _load(tiny_models[family])

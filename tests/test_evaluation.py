@@ -5,15 +5,11 @@ hand-made scores, and the ablation matrix end to end on a tiny model."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import polyneuron.evaluation as evaluation
 from polyneuron.evaluation import (
@@ -37,27 +33,8 @@ TEXTS = [
     "le chien",
 ]
 N_NEURONS = 48  # tiny models: intermediate size 48, 3 layers
+pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: intra-op threads only cost (tenfold on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@cache
-def _load(folder: Path):
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(folder)
-
-
-@pytest.fixture
-def load(tiny_models):
-    return lambda family: _load(tiny_models[family])
 
 
 def direct_nll(model, tokenizer, texts: list[str]) -> tuple[list[float], list[int]]:

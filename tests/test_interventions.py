@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -15,7 +13,6 @@ import pytest
 import torch
 from tiny import FAMILIES
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from polyneuron.adapters import activation_modules, decoder_layers
 from polyneuron.interventions import (
@@ -33,27 +30,8 @@ from polyneuron.interventions import (
 
 TEXTS = ['English: "water" → German:', "the quick brown fox", 'French: "eau" → English:']
 OTHER = ["der schnelle braune Fuchs springt", "水", "le renard brun rapide saute"]
+pytestmark = pytest.mark.usefixtures("one_thread")
 N_NEURONS = 48  # tiny models: intermediate size 48, 3 layers, hidden 32
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: intra-op threads only cost (tenfold on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@cache
-def _load(folder: Path):
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(folder)
-
-
-@pytest.fixture
-def load(tiny_models):
-    return lambda family: _load(tiny_models[family])
 
 
 def encode(tokenizer, texts: list[str], side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,33 +25,43 @@ def overlap_sets(act_prob: torch.Tensor, percentile: float = 0.99) -> torch.Tens
     return act_prob >= thresholds
 
 
-def overlap_table(
-    act_prob: torch.Tensor, langs: Sequence[str], percentile: float = 0.99
+def pairwise_overlap(
+    sets: torch.Tensor, names: Sequence[str], key: str = "lang", empty: float = 0.0
 ) -> pl.DataFrame:
-    """``lang_a, lang_b, n_a, n_b, n_overlap, jaccard`` for every ordered pair (a = b too)."""
-    sets = overlap_sets(act_prob, percentile).flatten(0, 1).to(torch.float64)  # [neurons, lang]
-    inter = (sets.T @ sets).round().to(torch.int64)  # [lang, lang]
+    """``{key}_a, {key}_b, n_a, n_b, n_overlap, jaccard`` for every ordered pair (a = b too) of
+    the boolean columns of ``sets`` (``[neuron, set]``); ``empty``: the Jaccard index of two
+    empty sets."""
+    sets = sets.to(torch.float64)
+    inter = (sets.T @ sets).round().to(torch.int64)  # [set, set]
     sizes = inter.diagonal()
     union = sizes[:, None] + sizes[None, :] - inter
     jaccard = inter.double() / union.clamp(min=1).double()
-    n = len(langs)
+    jaccard[union == 0] = empty
+    n = len(names)
     a = torch.arange(n).repeat_interleave(n)
     b = torch.arange(n).repeat(n)
     return pl.DataFrame(
         {
-            "lang_a": [langs[i] for i in a.tolist()],
-            "lang_b": [langs[i] for i in b.tolist()],
+            f"{key}_a": [names[i] for i in a.tolist()],
+            f"{key}_b": [names[i] for i in b.tolist()],
             "n_a": sizes[a].numpy(),
             "n_b": sizes[b].numpy(),
             "n_overlap": inter[a, b].numpy(),
             "jaccard": jaccard[a, b].numpy(),
         },
         schema={
-            "lang_a": pl.String,
-            "lang_b": pl.String,
+            f"{key}_a": pl.String,
+            f"{key}_b": pl.String,
             "n_a": pl.Int64,
             "n_b": pl.Int64,
             "n_overlap": pl.Int64,
             "jaccard": pl.Float64,
         },
     )
+
+
+def overlap_table(
+    act_prob: torch.Tensor, langs: Sequence[str], percentile: float = 0.99
+) -> pl.DataFrame:
+    """``lang_a, lang_b, n_a, n_b, n_overlap, jaccard`` for every ordered pair (a = b too)."""
+    return pairwise_overlap(overlap_sets(act_prob, percentile).flatten(0, 1), langs)

@@ -23,6 +23,8 @@ from tqdm import tqdm
 from polyneuron import PolyneuronError
 from polyneuron.adapters import activation_modules, decoder_body, neurons_per_layer, unembed
 from polyneuron.extract import Encoded, collate, encode, pad_token_id, plan_batches
+from polyneuron.overlap import pairwise_overlap
+from polyneuron.relation_neurons import top_mask as top_k_mask
 from polyneuron.tensors import read_tensors, write_tensors
 
 ATTRIBUTION = "attribution"  # tensor name in the attribution files
@@ -204,11 +206,7 @@ def top_mask(scores: torch.Tensor, rate: float) -> torch.Tensor:
     (``round(rate · numel)``, at least 1); ties go to the lower flat index."""
     if not 0 < rate <= 1:
         raise PolyneuronError(f"top rate must be in (0, 1], not {rate}")
-    flat = scores.flatten()
-    k = max(1, round(rate * flat.numel()))
-    mask = torch.zeros_like(flat, dtype=torch.bool)
-    mask[torch.argsort(flat, descending=True, stable=True)[:k]] = True
-    return mask.reshape(scores.shape)
+    return top_k_mask(scores, max(1, round(rate * scores.numel())))
 
 
 def overlap_frame(masks: Mapping[str, torch.Tensor]) -> pl.DataFrame:
@@ -217,26 +215,8 @@ def overlap_frame(masks: Mapping[str, torch.Tensor]) -> pl.DataFrame:
     shapes = {tuple(m.shape) for m in masks.values()}
     if len(shapes) > 1:
         raise ValueError(f"task masks differ in shape: {sorted(shapes)}")
-    flat = {task: m.flatten().bool() for task, m in masks.items()}
-    rows = []
-    for a, mask_a in flat.items():
-        for b, mask_b in flat.items():
-            shared = int((mask_a & mask_b).sum())
-            union = int((mask_a | mask_b).sum())
-            jaccard = shared / union if union else float("nan")
-            rows.append((a, b, int(mask_a.sum()), int(mask_b.sum()), shared, jaccard))
-    return pl.DataFrame(
-        rows,
-        schema={
-            "task_a": pl.String,
-            "task_b": pl.String,
-            "n_a": pl.Int64,
-            "n_b": pl.Int64,
-            "n_overlap": pl.Int64,
-            "jaccard": pl.Float64,
-        },
-        orient="row",
-    )
+    sets = torch.stack([m.flatten().bool() for m in masks.values()], dim=1)
+    return pairwise_overlap(sets, list(masks), key="task", empty=float("nan"))
 
 
 def neuron_frame(signed: torch.Tensor, mask: torch.Tensor, task: str) -> pl.DataFrame:

@@ -168,7 +168,16 @@ rule attribute_task:
         split=config["extraction"]["split"],
         batch_tokens=config["task_neurons"]["batch_tokens"],
         max_batch_size=config["task_neurons"]["max_batch_size"],
-        code=code_version("adapters", "models", "extract", "tensors", "task_neurons"),
+        code=code_version(
+            "adapters",
+            "models",
+            "extract",
+            "tensors",
+            "lape",
+            "overlap",
+            "relation_neurons",
+            "task_neurons",
+        ),
     script:
         "../scripts/attribute_task.py"
 
@@ -195,7 +204,15 @@ rule score_tasks:
     params:
         tasks=TASKS["names"],
         top_rate=config["task_neurons"]["top_rate"],
-        code=code_version("adapters", "extract", "tensors", "task_neurons"),
+        code=code_version(
+            "adapters",
+            "extract",
+            "tensors",
+            "lape",
+            "overlap",
+            "relation_neurons",
+            "task_neurons",
+        ),
     script:
         "../scripts/score_tasks.py"
 
