@@ -17,6 +17,7 @@ from polyneuron.evaluation import (
     ablation_matrix,
     bootstrap_perplexity,
     language_ablation_rows,
+    mean_metric_rows,
     perplexity,
     set_size,
     summarize_ablation,
@@ -312,3 +313,31 @@ def test_ablation_matrix_end_to_end(load):
     assert summary.height == 4 and summary["n_seeds"].to_list() == [0, 2, 0, 2]
     empty = ablation_matrix(model, tokenizer, {"ru": {}}, texts, seeds=[0], device=CPU)
     assert empty.height == 0 and empty.schema == pl.Schema(ABLATION_SCHEMA)
+
+
+def test_mean_metric_rows_against_direct_means():
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2, 40).astype(float)
+    off = base.copy()
+    off[:10] = 0.0
+    off[5] = np.nan  # an unscorable example is dropped from both sides of the pair
+    rows = mean_metric_rows(
+        "de", {"de": base, "fr": base}, {"de": off, "fr": base}, "accuracy", 7, n_boot=300
+    )
+    assert rows.schema == pl.Schema(ABLATION_SCHEMA)
+    de = rows.row(0, named=True)
+    assert de["intervened"] == "de" and de["evaluated"] == "de" and de["metric"] == "accuracy"
+    assert de["value"] == pytest.approx(np.nanmean(off))
+    assert de["baseline"] == pytest.approx(base.mean())
+    keep = ~np.isnan(off)
+    assert de["delta"] == pytest.approx((off[keep] - base[keep]).mean())
+    assert de["ci_low"] <= de["delta"] <= de["ci_high"] < 0
+    assert de["n_neurons"] == 7 and de["n_texts"] == 40 and de["control"] == "none"
+    fr = rows.row(1, named=True)
+    assert fr["delta"] == 0.0 and fr["ci_low"] == fr["ci_high"] == 0.0
+    with pytest.raises(ValueError, match="not the same examples"):
+        mean_metric_rows("de", {"de": base}, {"de": off[:30]}, "accuracy", 7)
+    with pytest.raises(ValueError, match="no baseline"):
+        mean_metric_rows("de", {"fr": base}, {"de": off}, "accuracy", 7)
+    with pytest.raises(ValueError, match="takes a seed"):
+        mean_metric_rows("de", {"de": base}, {"de": off}, "accuracy", 7, control="random")

@@ -2,7 +2,7 @@ import polars as pl
 import pytest
 import torch
 
-from polyneuron.overlap import overlap_sets, overlap_table
+from polyneuron.overlap import overlap_neurons, overlap_sets, overlap_table
 
 # one layer, ten neurons, two languages
 A = [0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.95]
@@ -31,3 +31,12 @@ def test_overlap_table_counts_intersection_and_jaccard_for_every_ordered_pair():
     )
     assert table.drop("jaccard").rows() == expected.drop("jaccard").rows()
     assert table["jaccard"].to_list() == pytest.approx(expected["jaccard"].to_list())
+
+
+def test_overlap_neurons_list_each_languages_set_with_its_probabilities():
+    frame = overlap_neurons(PROBS, ["a", "b"], percentile=0.8)
+    assert frame.columns == ["layer", "neuron", "lang", "act_prob"]
+    assert frame.select("lang", "layer", "neuron").rows() == [
+        ("a", 0, 7), ("a", 0, 8), ("a", 0, 9), ("b", 0, 0), ("b", 0, 1), ("b", 0, 8),
+    ]  # fmt: skip
+    assert frame["act_prob"].to_list() == pytest.approx([0.80, 0.90, 0.95, 0.95, 0.90, 0.85])

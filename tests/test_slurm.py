@@ -42,6 +42,7 @@ GPU_RULES = (
     "refusal_direction",
     "logit_lens",
     "ablate_lape",
+    "ablate_overlap",
 )
 COMMANDS = ("munged", "slurmctld", "slurmd", "slurmdbd", "mariadbd", "sbatch", "sacct")
 
@@ -77,7 +78,9 @@ def workflow_rules() -> dict[str, str]:
     """Each rule of the workflow with the text of its definition."""
     rules = {}
     for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
-        parts = re.split(r"^rule (\w+):", path.read_text(), flags=re.MULTILINE)
+        parts = re.split(
+            r"^(?:rule|use rule \w+ as) (\w+)(?: with)?:", path.read_text(), flags=re.MULTILINE
+        )
         rules |= dict(zip(parts[1::2], parts[2::2], strict=True))
     rules.pop("all", None)
     return rules

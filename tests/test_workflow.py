@@ -95,6 +95,18 @@ def test_lape_ablation_has_the_full_matrix_beside_random_controls(finished):
         assert n == [per_lang[lang]]  # random sets are as large as the language's own
 
 
+def test_overlap_sets_and_their_ablation(finished):
+    sets = pl.read_parquet(finished / "results/neurons/tiny-llama/overlap_sets.parquet")
+    overlap = pl.read_parquet(finished / "results/neurons/tiny-llama/overlap.parquet")
+    sizes = dict(sets.group_by("lang").len().iter_rows())
+    same = overlap.filter(pl.col("lang_a") == pl.col("lang_b"))
+    assert sizes == dict(same.select("lang_a", "n_a").iter_rows())
+    frame = pl.read_parquet(finished / "results/ablation/tiny-llama/overlap.parquet")
+    assert frame.height == len(LANGS) * (1 + 3) * len(LANGS)
+    per_set = dict(frame.group_by("intervened").agg(pl.col("n_neurons").unique()).iter_rows())
+    assert per_set == {lang: [n] for lang, n in sizes.items()}
+
+
 def test_refusal_directions_per_language_of_the_chat_model(finished):
     table = pl.read_parquet(finished / "results/neurons/tiny-chat/refusal.parquet")
     assert sorted(table["group"].unique()) == sorted(REFUSAL_LANGS)
@@ -192,9 +204,13 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
         config_path.write_text(original + "lape:\n  top_rate: 0.05\n")
         assert planned_jobs(finished) == {"score_lape": 1, "plot_lape_layers": 1, "ablate_lape": 1}
         config_path.write_text(original + "ablation:\n  seeds: [0, 1]\n")
-        assert planned_jobs(finished) == {"ablate_lape": 1}
+        assert planned_jobs(finished) == {"ablate_lape": 1, "ablate_overlap": 1}
         config_path.write_text(original + "overlap:\n  percentile: 0.9\n")
-        assert planned_jobs(finished) == {"score_overlap": 1, "plot_overlap_heatmap": 1}
+        assert planned_jobs(finished) == {
+            "score_overlap": 1,
+            "plot_overlap_heatmap": 1,
+            "ablate_overlap": 1,
+        }
         config_path.write_text(original.replace("max_val: 4", "max_val: 4\n  kl_threshold: 0.5"))
         assert planned_jobs(finished) == {"refusal_direction": 2, "score_refusal": 1}
         config_path.write_text(original + "task_neurons:\n  top_rate: 0.2\n")
@@ -228,6 +244,7 @@ def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models
             "score_tasks": 1,
             "logit_lens": 1,
             "ablate_lape": 1,  # LAPE neurons off: perplexity matrix and random controls
+            "ablate_overlap": 1,  # the same for each language's overlap set
             "score_lape": 1,
             "score_overlap": 1,
             "plot_lape_layers": 1,

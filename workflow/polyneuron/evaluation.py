@@ -11,6 +11,9 @@
   time, evaluates every language's texts, and does the same with random sets of the same
   per-layer sizes (:func:`polyneuron.interventions.random_control`) over several seeds; its
   rows, assembled by :func:`language_ablation_rows`, follow :data:`ABLATION_SCHEMA`;
+- :func:`intervention_matrix` is the loop under every such evaluation: any scoring function
+  run plain, with each set off and with its random controls; :func:`mean_metric_rows` turns
+  per-example metrics (accuracy, probability, loss) into rows with paired bootstrap intervals;
 - :func:`summarize_ablation` condenses them: per intervened language and condition, the mean
   change of perplexity on its own language and on the others.
 """
@@ -19,7 +22,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -29,7 +35,12 @@ from tqdm import tqdm
 
 from polyneuron.adapters import decoder_body, neurons_per_layer, unembed
 from polyneuron.extract import Encoded, collate, encode, pad_token_id, plan_batches
-from polyneuron.interventions import NeuronSet, deactivate_neurons, random_control
+from polyneuron.interventions import (
+    NeuronSet,
+    deactivate_neurons,
+    paired_delta_ci,
+    random_control,
+)
 
 __all__ = [
     "ABLATION_SCHEMA",
@@ -37,7 +48,9 @@ __all__ = [
     "ablation_matrix",
     "bootstrap_perplexity",
     "encoded_nll",
+    "intervention_matrix",
     "language_ablation_rows",
+    "mean_metric_rows",
     "perplexity",
     "set_size",
     "summarize_ablation",
@@ -53,7 +66,7 @@ TextNll = tuple[torch.Tensor, torch.Tensor]
 ABLATION_SCHEMA: dict[str, pl.DataType] = {
     "intervened": pl.String(),  # the language whose neurons are switched off
     "evaluated": pl.String(),  # the language whose texts are scored
-    "metric": pl.String(),  # "perplexity"
+    "metric": pl.String(),  # "perplexity", "accuracy", "refusal_rate", ...
     "value": pl.Float64(),  # perplexity with the neurons off
     "baseline": pl.Float64(),  # perplexity of the plain model on the same texts
     "delta": pl.Float64(),  # value - baseline
@@ -281,6 +294,130 @@ def set_size(neurons: NeuronSet) -> int:
     return sum(int(torch.unique(torch.as_tensor(v)).numel()) for v in neurons.values())
 
 
+# --------------------------------------------------------------------------- any metric
+
+
+def mean_metric_rows(
+    intervened: str,
+    baseline: Mapping[str, np.ndarray | torch.Tensor | Sequence[float]],
+    scored: Mapping[str, np.ndarray | torch.Tensor | Sequence[float]],
+    metric: str,
+    n_neurons: int | None,
+    control: str = "none",
+    seed: int | None = None,
+    n_boot: int = 1000,
+    boot_seed: int = 0,
+    alpha: float = 0.05,
+) -> pl.DataFrame:
+    """The :data:`ABLATION_SCHEMA` rows of one intervention for a per-example ``metric``
+    (accuracy 0/1, a probability, a loss): one per evaluated key of ``scored`` (key -> one value
+    per example under the intervention), in its order. ``value`` and ``baseline`` are the means
+    over examples (NaNs dropped), ``delta`` their difference and the interval
+    :func:`polyneuron.interventions.paired_delta_ci`'s: the same examples resampled on both
+    sides."""
+    if control not in CONTROLS:
+        raise ValueError(f"unknown control {control!r}: expected one of {CONTROLS}")
+    if (control == "none") != (seed is None):
+        raise ValueError(f"control {control!r} takes {'no' if control == 'none' else 'a'} seed")
+    rows = []
+    for evaluated, values in scored.items():
+        if evaluated not in baseline:
+            raise ValueError(f"no baseline values for evaluated {evaluated!r}")
+        now, base = _as_numpy(values), _as_numpy(baseline[evaluated])
+        if now.shape != base.shape:
+            raise ValueError(
+                f"{evaluated}: {now.size} values under the intervention but {base.size} "
+                "in the baseline (not the same examples)"
+            )
+        delta, low, high = paired_delta_ci(base, now, n_boot=n_boot, seed=boot_seed, alpha=alpha)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: the mean is NaN
+            value, reference = float(np.nanmean(now)), float(np.nanmean(base))
+        rows.append(
+            {
+                "intervened": intervened,
+                "evaluated": evaluated,
+                "metric": metric,
+                "value": value,
+                "baseline": reference,
+                "delta": delta,
+                "control": control,
+                "seed": seed,
+                "ci_low": low,
+                "ci_high": high,
+                "n_neurons": n_neurons,
+                "n_texts": int(now.size),
+            }
+        )
+    return pl.DataFrame(rows, schema=ABLATION_SCHEMA, orient="row")
+
+
+class RowBuilder(Protocol):
+    """Builds one intervention's rows: (intervened, baseline scores, scores under the
+    intervention, neurons switched off, control, seed) -> :data:`ABLATION_SCHEMA` frame."""
+
+    def __call__(
+        self,
+        intervened: str,
+        baseline: Any,
+        scored: Any,
+        n_neurons: int,
+        control: str,
+        seed: int | None,
+    ) -> pl.DataFrame: ...
+
+
+def intervention_matrix(
+    model: nn.Module,
+    sets: Mapping[str, NeuronSet],
+    evaluate: Callable[[], Any],
+    rows: RowBuilder,
+    seeds: Sequence[int],
+    mode: str = "zero",
+    factor: float = 0.0,
+    means: Mapping[int, torch.Tensor] | None = None,
+    desc: str = "ablation",
+    progress: tqdm | None = None,
+) -> pl.DataFrame:
+    """Run ``evaluate()`` (every evaluated key's scores) once on the plain model, then with
+    each set of ``sets`` switched off (``mode`` and ``factor``/``means`` as
+    :func:`polyneuron.interventions.deactivate_neurons` takes them) and with a random control
+    per seed: as many neurons per layer, drawn from outside the set
+    (:func:`polyneuron.interventions.random_control`). ``rows`` turns each intervention's
+    scores into rows against the baseline's.
+
+    A set without neurons is logged and skipped. Rows are ordered by intervened set (``sets``'
+    order) and condition (the set, then the seeds in order). ``progress``, when given, is
+    updated by one per evaluation (else a bar of its own counts them)."""
+    width = neurons_per_layer(model.config)
+    active = {name: s for name, s in sets.items() if set_size(s) > 0}
+    for name in sets:
+        if name not in active:
+            log.warning("%s: no neurons in its set; not intervened", name)
+    frames: list[pl.DataFrame] = []
+    n_runs = 1 + len(active) * (1 + len(seeds))
+    with ExitStack() as stack:
+        bar = progress or stack.enter_context(
+            tqdm(total=n_runs, desc=desc, unit="run", mininterval=5.0)
+        )
+        baseline = evaluate()
+        if progress is None:
+            bar.update(1)
+        for name, neurons in active.items():
+            conditions: list[tuple[str, int | None, NeuronSet]] = [("none", None, neurons)]
+            conditions += [("random", s, random_control(neurons, width, s)) for s in seeds]
+            for control, seed, chosen in conditions:
+                bar.set_postfix_str(f"{name} {control}{'' if seed is None else f' {seed}'}")
+                with deactivate_neurons(model, chosen, mode, factor=factor, means=means):
+                    scored = evaluate()
+                if progress is None:
+                    bar.update(1)
+                frames.append(rows(name, baseline, scored, set_size(chosen), control, seed))
+    if not frames:
+        return pl.DataFrame(schema=ABLATION_SCHEMA)
+    return pl.concat(frames)
+
+
 # --------------------------------------------------------------------------- ablation matrix
 
 
@@ -301,24 +438,17 @@ def ablation_matrix(
     alpha: float = 0.05,
     desc: str = "ablation",
 ) -> pl.DataFrame:
-    """Perplexity of every language's ``texts`` with each language's neuron set off (``mode``
-    and ``factor``/``means`` as :func:`polyneuron.interventions.deactivate_neurons` takes
-    them), and with a random control set per seed: as many neurons per layer, drawn from
-    outside the language's set (:func:`polyneuron.interventions.random_control`).
+    """Perplexity of every language's ``texts`` with each language's neuron set off, and with
+    random control sets per seed (:func:`intervention_matrix`).
 
     Each language is scored once without intervention (the baseline of all its rows). A
     language of ``sets`` with no neurons is logged and skipped. Rows follow
     :data:`ABLATION_SCHEMA`, ordered by intervened language (``sets``' order), condition
     (the set, then the seeds in order) and evaluated language (``texts``' order)."""
-    width = neurons_per_layer(model.config)
     pad = pad_token_id(tokenizer)
     encoded = {lang: encode(tokenizer, list(lang_texts)) for lang, lang_texts in texts.items()}
-    active = {lang: s for lang, s in sets.items() if set_size(s) > 0}
-    for lang in sets:
-        if lang not in active:
-            log.warning("%s: no neurons in its set; not intervened", lang)
-    n_jobs = len(encoded) * (1 + len(active) * (1 + len(seeds)))
-    frames: list[pl.DataFrame] = []
+    n_active = sum(1 for s in sets.values() if set_size(s) > 0)
+    n_jobs = len(encoded) * (1 + n_active * (1 + len(seeds)))
 
     with tqdm(total=n_jobs, desc=desc, unit="job", mininterval=5.0) as bar:
 
@@ -329,22 +459,15 @@ def ablation_matrix(
                 bar.update(1)
             return out
 
-        baseline = score_all()
-        for lang, neurons in active.items():
-            conditions: list[tuple[str, int | None, NeuronSet]] = [("none", None, neurons)]
-            conditions += [("random", s, random_control(neurons, width, s)) for s in seeds]
-            for control, seed, chosen in conditions:
-                bar.set_postfix_str(f"{lang} {control}{'' if seed is None else f' {seed}'}")
-                with deactivate_neurons(model, chosen, mode, factor=factor, means=means):
-                    scores = score_all()
-                rows = language_ablation_rows(
-                    lang, baseline, scores, set_size(chosen), control, seed,
-                    n_boot=n_boot, boot_seed=boot_seed, alpha=alpha,
-                )  # fmt: skip
-                frames.append(rows)
-    if not frames:
-        return pl.DataFrame(schema=ABLATION_SCHEMA)
-    return pl.concat(frames)
+        def rows(intervened, baseline, scored, n_neurons, control, seed) -> pl.DataFrame:
+            return language_ablation_rows(
+                intervened, baseline, scored, n_neurons, control, seed,
+                n_boot=n_boot, boot_seed=boot_seed, alpha=alpha,
+            )  # fmt: skip
+
+        return intervention_matrix(
+            model, sets, score_all, rows, seeds, mode, factor, means, desc, progress=bar
+        )
 
 
 def summarize_ablation(frame: pl.DataFrame) -> pl.DataFrame:

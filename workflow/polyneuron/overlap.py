@@ -65,3 +65,31 @@ def overlap_table(
 ) -> pl.DataFrame:
     """``lang_a, lang_b, n_a, n_b, n_overlap, jaccard`` for every ordered pair (a = b too)."""
     return pairwise_overlap(overlap_sets(act_prob, percentile).flatten(0, 1), langs)
+
+
+def overlap_neurons(
+    act_prob: torch.Tensor, langs: Sequence[str], percentile: float = 0.99
+) -> pl.DataFrame:
+    """``layer, neuron, lang, act_prob``: each language's set of :func:`overlap_sets`, one row
+    per (neuron, language), ordered by language (``langs``' order), layer and neuron."""
+    sets = overlap_sets(act_prob, percentile)
+    frames = []
+    for k, lang in enumerate(langs):
+        layer, neuron = torch.nonzero(sets[..., k], as_tuple=True)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "layer": layer.numpy().astype("int32"),
+                    "neuron": neuron.numpy().astype("int32"),
+                    "lang": [lang] * len(layer),
+                    "act_prob": act_prob[layer, neuron, k].double().numpy(),
+                },
+                schema={
+                    "layer": pl.Int32,
+                    "neuron": pl.Int32,
+                    "lang": pl.String,
+                    "act_prob": pl.Float64,
+                },
+            )
+        )
+    return pl.concat(frames)

@@ -111,7 +111,11 @@ def all_targets():
         *expand("results/neurons/{model}/tasks.parquet", model=MODELS),
         *expand("results/neurons/{model}/logit_lens.parquet", model=MODELS),
         *expand("results/neurons/{model}/refusal.parquet", model=CHAT_MODELS),
-        *expand("results/ablation/{model}/lape.parquet", model=MODELS),
+        *expand(
+            "results/ablation/{model}/{method}.parquet",
+            model=MODELS,
+            method=["lape", "overlap"],
+        ),
     ]
 
 
@@ -327,10 +331,11 @@ def refusal_tokens():
     return 64 * (2 * n_train + n_val * (2 + 3 * positions * 32))
 
 
-def ablation_tokens():
-    """Tokens one ablate_lape job runs: every language's texts (~48 tokens each) once plain and
-    once per intervened language and control (itself and each seed)."""
-    n_langs = len(ABLATION_LANGS)
+def ablation_tokens(languages=None):
+    """Tokens one ablation job runs over `languages` (default ablation.languages): every
+    language's texts (~48 tokens each) once plain and once per intervened language and control
+    (itself and each seed)."""
+    n_langs = len(languages or ABLATION_LANGS)
     runs = 1 + n_langs * (1 + len(ABLATION["seeds"]))
     return 48 * (ABLATION["max_texts"] or 60) * n_langs * runs
 
@@ -355,3 +360,6 @@ def extract_resource(name, probe=None, n_tokens=None, backward=False):
         return getattr(req, name)
 
     return request
+
+
+EVALUATION = config["evaluation"]

@@ -22,7 +22,8 @@ rule score_overlap:
     input:
         lambda wc: activation_shards(wc.model, config["overlap"]["probe"]),
     output:
-        "results/neurons/{model}/overlap.parquet",
+        table="results/neurons/{model}/overlap.parquet",
+        sets="results/neurons/{model}/overlap_sets.parquet",
     log:
         "logs/score_overlap/{model}.log",
     conda:

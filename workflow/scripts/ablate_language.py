@@ -1,6 +1,7 @@
-"""Language-specific neurons switched off: results/ablation/{model}/lape.parquet, the perplexity
-of every language's FLORES texts with each language's LAPE neurons off, and with random sets of
-the same per-layer sizes over several seeds (polyneuron.evaluation.ABLATION_SCHEMA)."""
+"""Language neurons switched off: results/ablation/{model}/{lape,overlap}.parquet, the perplexity
+of every language's FLORES texts with each language's neuron set (LAPE, or its overlap set) off,
+and with random sets of the same per-layer sizes over several seeds
+(polyneuron.evaluation.ABLATION_SCHEMA)."""
 
 import polars as pl
 import torch
@@ -21,13 +22,13 @@ with script_log(snakemake.log[0]) as log:
             f"ablation mode {p.mode!r}: only 'zero' and 'scale' (with factor) are supported "
             "here; 'mean' needs per-neuron mean activations, which this rule does not read"
         )
-    lape = pl.read_parquet(snakemake.input.neurons)
+    table = pl.read_parquet(snakemake.input.neurons)
     sets = {
-        lang: neuron_set_from_frame(lape.filter(pl.col("lang") == lang)) for lang in p.languages
+        lang: neuron_set_from_frame(table.filter(pl.col("lang") == lang)) for lang in p.languages
     }
     for lang, neurons in sets.items():
         if not neurons:
-            log.info("%s: no LAPE neurons; skipped as the intervened language", lang)
+            log.info("%s: no neurons in its set; skipped as the intervened language", lang)
     texts = {
         lang: read_split(path, p.split)["text"].to_list()[: p.max_texts]
         for lang, path in zip(p.languages, snakemake.input.texts, strict=True)

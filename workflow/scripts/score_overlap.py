@@ -1,8 +1,9 @@
-"""Language overlap neurons (BridgeX-ICL): results/neurons/{model}/overlap.parquet."""
+"""Language overlap neurons (BridgeX-ICL): results/neurons/{model}/overlap.parquet (every pair's
+overlap) and overlap_sets.parquet (each language's set: layer, neuron, lang, act_prob)."""
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.overlap import overlap_table
+from polyneuron.overlap import overlap_neurons, overlap_table
 from polyneuron.stats import load_act_prob
 
 with script_log(snakemake.log[0]) as log:
@@ -11,4 +12,7 @@ with script_log(snakemake.log[0]) as log:
     table = overlap_table(act_prob, langs, p.percentile)
     off = table.filter(table["lang_a"] != table["lang_b"])["jaccard"]
     log.info("off-diagonal Jaccard from %.3f to %.3f", off.min(), off.max())
-    write_parquet(table, snakemake.output[0])
+    write_parquet(table, snakemake.output.table)
+    sets = overlap_neurons(act_prob, langs, p.percentile)
+    log.info("%d neurons per language's set on average", sets.height / len(langs))
+    write_parquet(sets, snakemake.output.sets)
