@@ -26,6 +26,9 @@ include: "workflow/rules/probes.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/refusal.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/evaluate_language.smk"
+include: "workflow/rules/evaluate_concepts.smk"
 include: "workflow/rules/plots.smk"
 
 

@@ -82,3 +82,44 @@ def test_default_target_on_the_embedded_model(tmp_path):
             selected.height == len(chosen) ** 2
             and selected["cosine"].is_between(-1.0001, 1.0001).all()
         )
+    for model in config["models"]:
+        for method in ("overlap", "bli", "values", "tasks", "relations", "xtransplant"):
+            frame = pl.read_parquet(tmp_path / f"results/ablation/{model}/{method}.parquet")
+            assert frame.height > 0 and set(frame["control"]) == {"none", "random"}
+            assert frame["baseline"].is_not_nan().any()
+            own = pl.col("intervened") == pl.col("evaluated")
+            summary = (
+                frame.group_by("metric", "control")
+                .agg(
+                    own=pl.col("delta").filter(own).mean(),
+                    other=pl.col("delta").filter(~own).mean(),
+                    baseline=pl.col("baseline").mean(),
+                )
+                .sort("metric", "control")
+            )
+            print(f"{model}: {method} evaluation, mean change (own / other group)\n{summary}")
+    for model in config["chat_models"]:
+        refusal = pl.read_parquet(tmp_path / f"results/ablation/{model}/refusal.parquet")
+        rates = refusal.filter(pl.col("metric") == "refusal_rate", pl.col("control") == "none")
+        assert rates["value"].is_between(0, 1).all()
+        print(f"{model}: refusal rates\n{rates.drop('metric', 'seed', 'n_neurons')}")
+
+    # every figure, and the report of them all
+    figures = sorted(p.name for p in (tmp_path / "results/plots").rglob("*.pdf"))
+    print(f"figures: {figures}")
+    snakemake(tmp_path, "--report", "report.html")
+    report = tmp_path / "report.html"
+    assert report.stat().st_size > 100_000
+    html = report.read_text(encoding="utf-8", errors="replace")
+    for name in {*figures, "overlap_heatmap.pdf"}:
+        assert name in html, name
+
+    # what each job took: the rules' benchmark files (wall seconds, peak memory)
+    rows = [
+        (str(path.relative_to(tmp_path / "results/benchmarks").with_suffix("")),
+         *pl.read_csv(path, separator="\t").select("s", "max_rss").row(0))
+        for path in sorted((tmp_path / "results/benchmarks").rglob("*.tsv"))
+    ]  # fmt: skip
+    print("job: wall s, max RSS MB")
+    for name, seconds, rss in rows:
+        print(f"  {name}: {seconds:.1f} s, {rss:.0f} MB")

@@ -83,3 +83,21 @@ def test_method_languages_must_be_configured_ones():
     bad = minimal_config(logit_lens={"muse_languages": None, "relation_languages": ["de"]})
     with pytest.raises(PolyneuronError, match=r"logit_lens\.relation_languages: needs en"):
         check_config(bad)
+
+
+def test_translation_evaluations_take_configured_languages_and_pair_with_english():
+    check_config(minimal_config(evaluation={"bli": {"languages": ["de"]},
+                                            "xtransplant": {"languages": ["de"]}}))  # fmt: skip
+    for evaluation, message in [
+        ({"bli": {"languages": ["fr"]}}, r"evaluation\.bli\.languages: 'fr' not among"),
+        ({"bli": {"languages": ["en", "de"]}}, r"evaluation\.bli\.languages: 'en' is the pivot"),
+        ({"xtransplant": {"languages": ["fr"]}}, r"evaluation\.xtransplant\.languages: 'fr'"),
+        ({"xtransplant": {"languages": ["en", "de"]}}, r"xtransplant\.languages: each is paired"),
+    ]:
+        with pytest.raises(PolyneuronError, match=message):
+            check_config(minimal_config(evaluation=evaluation))
+    no_english = minimal_config(evaluation={"xtransplant": {"languages": ["de"]}})
+    no_english["probes"]["relations"]["languages"] = ["de"]
+    no_english["logit_lens"]["relation_languages"] = []
+    with pytest.raises(PolyneuronError, match=r"xtransplant\.languages: each is paired with en"):
+        check_config(no_english)

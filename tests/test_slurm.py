@@ -43,6 +43,12 @@ GPU_RULES = (
     "logit_lens",
     "ablate_lape",
     "ablate_overlap",
+    "evaluate_bli",
+    "xtransplant",
+    "evaluate_values",
+    "evaluate_tasks",
+    "evaluate_relations",
+    "evaluate_refusal",
 )
 COMMANDS = ("munged", "slurmctld", "slurmd", "slurmdbd", "mariadbd", "sbatch", "sacct")
 

@@ -22,7 +22,8 @@ def base_config(models: dict[str, Path], chat: dict[str, Path] | None = None) ->
     config = {
         "models": {name: {"source": str(path), "device": "cpu"} for name, path in models.items()},
         "languages": LANGS,
-        "probes": {"muse": {"dir": "muse"}},
+        # 4 probe words per language leave the rest of each dictionary as BLI test pairs
+        "probes": {"muse": {"dir": "muse", "max_words": 4}},
         "extraction": {"shards": 2, "threads": 1},
         "logit_lens": {"max_examples": 8},
     }
@@ -105,6 +106,67 @@ def test_overlap_sets_and_their_ablation(finished):
     assert frame.height == len(LANGS) * (1 + 3) * len(LANGS)
     per_set = dict(frame.group_by("intervened").agg(pl.col("n_neurons").unique()).iter_rows())
     assert per_set == {lang: [n] for lang, n in sizes.items()}
+
+
+EVALUATIONS = {  # table -> its metrics and the columns it adds to the ablation schema
+    "bli": ({"p_at_1"}, []),
+    "values": ({"p_supported"}, ["lang"]),
+    "tasks": ({"loss", "accuracy"}, []),
+    "relations": ({"accuracy"}, ["lang", "fraction"]),
+    "xtransplant": ({"accuracy"}, ["layer"]),
+}
+
+
+@pytest.mark.parametrize("method", sorted(EVALUATIONS))
+def test_every_evaluation_has_its_rows_beside_random_controls(finished, method):
+    from polyneuron.evaluation import ABLATION_SCHEMA
+
+    frame = pl.read_parquet(finished / f"results/ablation/tiny-llama/{method}.parquet")
+    metrics, extra = EVALUATIONS[method]
+    assert frame.columns == [*ABLATION_SCHEMA, *extra]
+    assert set(frame["metric"]) <= metrics and frame.height > 0
+    assert set(frame["control"]) == {"none", "random"}
+    assert sorted(frame.filter(pl.col("control") == "random")["seed"].unique()) == [0, 1, 2]
+    assert ((frame["delta"] - (frame["value"] - frame["baseline"])).abs() < 1e-9).all()
+    assert (frame["ci_low"] <= frame["ci_high"]).all()
+    # every condition is measured on the same examples as its baseline
+    per_cell = frame.group_by("evaluated", "metric", *extra).agg(pl.col("n_texts").n_unique())
+    assert (per_cell["n_texts"] == 1).all()
+
+
+def test_refusal_evaluation_has_the_transfer_matrix_and_the_addition(finished):
+    frame = pl.read_parquet(finished / "results/ablation/tiny-chat/refusal.parquet")
+    assert set(frame["metric"]) == {"refusal_rate", "refusal_score"}
+    rates = frame.filter(pl.col("metric") == "refusal_rate")
+    assert rates["value"].is_between(0, 1).all()
+    own = rates.filter(pl.col("control") == "none")
+    for intervention, prompts in (("ablation", "harmful"), ("addition", "harmless")):
+        cells = own.filter(pl.col("intervention") == intervention)
+        assert set(cells["prompts"]) == {prompts}
+        assert sorted(cells.select("intervened", "evaluated").rows()) == sorted(
+            (a, b) for a in REFUSAL_LANGS for b in REFUSAL_LANGS
+        )
+
+
+def test_report_has_every_figure(finished):
+    snakemake(finished, "--report", "report.html")
+    html = (finished / "report.html").read_text(encoding="utf-8", errors="replace")
+    figures = sorted(p.name for p in (finished / "results/plots").rglob("*.pdf"))
+    assert figures == sorted(
+        [
+            "lape_layers.pdf",
+            *(f"ablation_{m}.pdf" for m in ("lape", "overlap", "bli", "tasks")),
+            "values.pdf",
+            "relation_cumulativity.pdf",
+            "xtransplant.pdf",
+            "task_overlap.pdf",
+            "logit_lens.pdf",
+            "cross_method.pdf",
+            "refusal.pdf",  # the chat model's; no bridges.pdf: no bridge targets here
+        ]
+    )
+    for name in [*figures, "overlap_heatmap.pdf"]:
+        assert name in html, name
 
 
 def test_refusal_directions_per_language_of_the_chat_model(finished):

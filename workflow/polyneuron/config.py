@@ -101,6 +101,27 @@ def check_config(config: Mapping[str, Any]) -> None:
             "config key logit_lens.relation_languages: needs en (the English prompts give each "
             "relation prompt's English answer)"
         )
+    evaluation = config.get("evaluation", {})
+    _check_subset(evaluation.get("relations", {}).get("languages"), relation_langs,
+                  "evaluation.relations.languages", "probes.relations.languages")  # fmt: skip
+    _check_subset(evaluation.get("values", {}).get("languages"),
+                  config["probes"].get("values", {}).get("languages", []),
+                  "evaluation.values.languages", "probes.values.languages")  # fmt: skip
+    bli_langs = evaluation.get("bli", {}).get("languages")
+    _check_subset(bli_langs, config["languages"], "evaluation.bli.languages", "languages")
+    if pivot in (bli_langs or []):
+        raise PolyneuronError(
+            f"config key evaluation.bli.languages: {pivot!r} is the pivot (probes.muse.pivot), "
+            "the language every word is translated into"
+        )
+    transplant_langs = evaluation.get("xtransplant", {}).get("languages") or []
+    _check_subset(transplant_langs, relation_langs, "evaluation.xtransplant.languages",
+                  "probes.relations.languages")  # fmt: skip
+    if transplant_langs and ("en" in transplant_langs or "en" not in relation_langs):
+        raise PolyneuronError(
+            "config key evaluation.xtransplant.languages: each is paired with en, which must "
+            "be among probes.relations.languages and not among these"
+        )
     check_languages(refusal["translator_for"], names, "probes.refusal.translator_for")
     used = {
         refusal["translator_for"].get(lang, refusal["translator"]) for lang in refusal["languages"]

@@ -114,8 +114,15 @@ def all_targets():
         *expand(
             "results/ablation/{model}/{method}.parquet",
             model=MODELS,
-            method=["lape", "overlap"],
+            method=["lape", "overlap", "bli", "values", "tasks", "relations"],
         ),
+        *(
+            expand("results/ablation/{model}/xtransplant.parquet", model=MODELS)
+            if EVALUATION["xtransplant"]["languages"]
+            else []
+        ),
+        *expand("results/ablation/{model}/refusal.parquet", model=CHAT_MODELS),
+        *ALL_FIGURES,  # plots.smk: every figure, the report's contents
     ]
 
 

@@ -66,3 +66,64 @@ rule score_refusal:
         code=code_version("refusal_directions", "tensors"),
     script:
         "../scripts/score_refusal.py"
+
+
+# Tokens one evaluate_refusal job runs (a value, not a function: rule files hold no functions):
+# every language's test prompts (~64 tokens, twice: the completion and the refusal score) once
+# plain per kind and once per run (each language's ablation and addition, the addition's
+# controls per seed, one random ablation per seed); a generated token counts 8 times, as
+# decoding one token at a time waits on memory, not on arithmetic.
+REFUSAL_EVAL_TOKENS = (
+    (2 + len(REFUSAL_LANGS) * (2 + len(ABLATION["seeds"])) + len(ABLATION["seeds"]))
+    * len(REFUSAL_LANGS)
+    * (EVALUATION["refusal"]["max_prompts"] or 216)
+    * (2 * 64 + 8 * EVALUATION["refusal"]["max_new_tokens"])
+)
+
+
+rule evaluate_refusal:
+    input:
+        model="resources/models/{model}",
+        directions="results/neurons/{model}/refusal.safetensors",
+        probes=expand("results/probes/refusal/{lang}.parquet", lang=REFUSAL_LANGS),
+        phrases=lambda wc: [
+            refusal_probe_inputs(Namespace(lang=lang))["phrases"]
+            for lang in REFUSAL_LANGS
+        ],
+    output:
+        "results/ablation/{model}/refusal.parquet",
+    log:
+        "logs/evaluate_refusal/{model}.log",
+    benchmark:
+        "results/benchmarks/evaluate_refusal/{model}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        mem_mb=extract_resource("mem_mb", n_tokens=REFUSAL_EVAL_TOKENS),
+        runtime=extract_resource("runtime", n_tokens=REFUSAL_EVAL_TOKENS),
+        gpu=extract_resource("gpu", n_tokens=REFUSAL_EVAL_TOKENS),
+    params:
+        model=model_params,
+        languages=REFUSAL_LANGS,
+        seeds=ABLATION["seeds"],
+        addition_coeff=REFUSAL_DIRECTIONS["addition_coeff"],
+        max_prompts=EVALUATION["refusal"]["max_prompts"],
+        max_new_tokens=EVALUATION["refusal"]["max_new_tokens"],
+        batch_size=EVALUATION["refusal"]["batch_size"],
+        code=code_version(
+            "logs",
+            "adapters",
+            "hooks",
+            "extract",
+            "models",
+            "records",
+            "refusal",
+            "refusal_directions",
+            "interventions",
+            "evaluation",
+            "refusal_eval",
+            "tensors",
+        ),
+    script:
+        "../scripts/evaluate_refusal.py"

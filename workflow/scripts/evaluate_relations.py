@@ -1,0 +1,43 @@
+"""Relation neurons switched off: results/ablation/{model}/relations.parquet, per language the
+prefix accuracy of every relation's test prompts (the greedy next token starts an accepted
+object) with the top 10%, 50%, 100% of each relation's neurons off, and with random sets of the
+same per-layer sizes over several seeds (polyneuron.concept_eval.RELATION_SCHEMA)."""
+
+import polars as pl
+import torch
+
+from polyneuron.concept_eval import relation_matrix, summarize
+from polyneuron.extract import pad_token_id, read_split
+from polyneuron.io import write_parquet
+from polyneuron.logs import script_log
+from polyneuron.models import ModelSpec, load_prepared
+
+with script_log(snakemake.log[0]) as log:
+    p, wc = snakemake.params, snakemake.wildcards
+    torch.set_num_threads(snakemake.threads)
+    neurons = pl.read_parquet(snakemake.input.neurons)
+    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
+    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    frames = []
+    for lang, path in zip(p.languages, snakemake.input.probes, strict=True):
+        rows = read_split(path, "test")
+        prompts = {}
+        for relation in rows["label"].unique(maintain_order=True).to_list():
+            part = rows.filter(label=relation).slice(0, p.max_examples)
+            prompts[relation] = (part["text"].to_list(), part["answers"].to_list())
+        sets = {relation: neurons.filter(group=relation, lang=lang) for relation in prompts}
+        log.info("%s: %d relations, %d prompts", lang, len(prompts), sum(
+            len(q[0]) for q in prompts.values()))  # fmt: skip
+        frames.append(relation_matrix(
+            model, tokenizer, sets, prompts, lang, p.fractions, p.answer_prefix, p.seeds,
+            pad_token_id(tokenizer), device, mode=p.mode, factor=p.factor,
+            batch_tokens=p.batch_tokens, max_batch_size=p.max_batch_size,
+            desc=f"{wc.model} relations {lang}",
+        ))  # fmt: skip
+    frame = pl.concat(frames)
+    write_parquet(frame, snakemake.output[0])
+    for row in summarize(frame, by=["lang", "fraction"]).iter_rows(named=True):
+        log.info("%s top %.0f%% (%s, %d relations, %.0f neurons): mean Δaccuracy own relation "
+                 "%.4g, other relations %.4g", row["lang"], 100 * row["fraction"],
+                 row["control"], row["n_groups"], row["n_neurons"], row["diagonal"],
+                 row["off_diagonal"])  # fmt: skip

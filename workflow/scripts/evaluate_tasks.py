@@ -1,0 +1,36 @@
+"""Task neurons switched off: results/ablation/{model}/tasks.parquet, the mean target loss per
+token (and first-token accuracy) of every task's test examples with each task's neurons off,
+and with random sets of the same per-layer sizes over several seeds: the task × task matrix
+of specialisation and generalisation (polyneuron.evaluation.ABLATION_SCHEMA)."""
+
+import polars as pl
+import torch
+
+from polyneuron.concept_eval import summarize, task_matrix
+from polyneuron.extract import pad_token_id, read_split
+from polyneuron.interventions import neuron_set_from_frame
+from polyneuron.io import write_parquet
+from polyneuron.logs import script_log
+from polyneuron.models import ModelSpec, load_prepared
+
+with script_log(snakemake.log[0]) as log:
+    p, wc = snakemake.params, snakemake.wildcards
+    torch.set_num_threads(snakemake.threads)
+    neurons = pl.read_parquet(snakemake.input.neurons)
+    examples = {}
+    for task, path in zip(p.tasks, snakemake.input.probes, strict=True):
+        rows = read_split(path, "test").slice(0, p.max_examples)
+        examples[task] = (rows["text"].to_list(), rows["target"].to_list())
+    sets = {task: neuron_set_from_frame(neurons.filter(group=task)) for task in p.tasks}
+    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
+    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    frame = task_matrix(
+        model, tokenizer, sets, examples, p.seeds, pad_token_id(tokenizer), device,
+        mode=p.mode, factor=p.factor, batch_tokens=p.batch_tokens,
+        max_batch_size=p.max_batch_size, desc=f"{wc.model} tasks",
+    )  # fmt: skip
+    write_parquet(frame, snakemake.output[0])
+    for row in summarize(frame).iter_rows(named=True):
+        log.info("%s (%s, %d tasks): mean Δ%s own task %.4g, other tasks %.4g",
+                 p.mode, row["control"], row["n_groups"], row["metric"], row["diagonal"],
+                 row["off_diagonal"])  # fmt: skip

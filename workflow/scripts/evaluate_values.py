@@ -1,0 +1,47 @@
+"""Value neurons switched off: results/ablation/{model}/values.parquet, per language the
+probability that the model picks the value-supported option of every value's evaluation
+questions, with each value's neurons off (or scaled) and with random sets of the same per-layer
+sizes over several seeds (polyneuron.concept_eval.VALUE_SCHEMA)."""
+
+import polars as pl
+import torch
+
+from polyneuron.concept_eval import summarize, value_matrix
+from polyneuron.extract import pad_token_id
+from polyneuron.interventions import neuron_set_from_frame
+from polyneuron.io import write_parquet
+from polyneuron.logs import script_log
+from polyneuron.models import ModelSpec, load_prepared
+from polyneuron.values import VALUES
+
+with script_log(snakemake.log[0]) as log:
+    p, wc = snakemake.params, snakemake.wildcards
+    torch.set_num_threads(snakemake.threads)
+    neurons = pl.read_parquet(snakemake.input.neurons)
+    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
+    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    frames = []
+    for lang, path in zip(p.languages, snakemake.input.probes, strict=True):
+        rows = pl.read_parquet(path).filter(pl.col("condition") == "question")
+        questions = {}
+        for value in VALUES:
+            part = rows.filter(pl.col("label") == value).slice(0, p.max_questions)
+            if part.height:
+                questions[value] = (part["text"].to_list(), part["target"].to_list())
+        sets = {
+            value: neuron_set_from_frame(neurons.filter(group=value, lang=lang))
+            for value in questions
+        }
+        log.info("%s: %d values, %d questions", lang, len(questions), sum(
+            len(q[0]) for q in questions.values()))  # fmt: skip
+        frames.append(value_matrix(
+            model, tokenizer, sets, questions, lang, p.seeds, pad_token_id(tokenizer), device,
+            mode=p.mode, factor=p.factor, batch_tokens=p.batch_tokens,
+            max_batch_size=p.max_batch_size, desc=f"{wc.model} values {lang}",
+        ))  # fmt: skip
+    frame = pl.concat(frames)
+    write_parquet(frame, snakemake.output[0])
+    for row in summarize(frame, by=["lang"]).iter_rows(named=True):
+        log.info("%s %s (%s, %d values): mean Δp_supported own value %.4g, other values %.4g",
+                 row["lang"], p.mode, row["control"], row["n_groups"], row["diagonal"],
+                 row["off_diagonal"])  # fmt: skip

@@ -1,0 +1,40 @@
+"""XTransplant: results/ablation/{model}/xtransplant.parquet, the object's prefix accuracy on the
+relation test prompts of each language with English's FFN output of the same fact transplanted
+at one layer's last position, and back, beside a control transplanting another fact's output
+(polyneuron.xtransplant.SCHEMA: ABLATION_SCHEMA and the layer)."""
+
+import torch
+
+from polyneuron import PolyneuronError
+from polyneuron.extract import read_split
+from polyneuron.io import write_parquet
+from polyneuron.logs import script_log
+from polyneuron.models import ModelSpec, load_prepared
+from polyneuron.xtransplant import best_layers, facts_of, parallel_facts, xtransplant_frame
+
+with script_log(snakemake.log[0]) as log:
+    p, wc, inp = snakemake.params, snakemake.wildcards, snakemake.input
+    torch.set_num_threads(snakemake.threads)
+    spec = ModelSpec(name=wc.model, source=inp.model, **p.model)
+    model, tokenizer, device = load_prepared(spec, inp.model)
+    english = read_split(inp.english, p.split)
+    pairs = {}
+    for lang, path in zip(p.languages, inp.probes, strict=True):
+        probes, parallel = parallel_facts(read_split(path, p.split), english, p.max_examples)
+        if probes.height < 2:
+            raise PolyneuronError(
+                f"xtransplant {lang}: {probes.height} {p.split} prompt(s) share a fact with "
+                "English; the control needs two or more"
+            )
+        pairs[lang] = (facts_of(tokenizer, probes, lang, p.answer_prefix),
+                       facts_of(tokenizer, parallel, "en", p.answer_prefix))  # fmt: skip
+        log.info("%s: %d facts over %d relations", lang, probes.height, probes["label"].n_unique())
+    frame = xtransplant_frame(model, tokenizer, pairs, device, p.layers, p.seeds,
+                              desc=f"{wc.model} xtransplant")  # fmt: skip
+    write_parquet(frame, snakemake.output[0])
+    for row in best_layers(frame).iter_rows(named=True):
+        log.info(
+            "%s → %s: best layer %s, Δaccuracy %+.3f (random control there %+.3f)",
+            row["intervened"], row["evaluated"], row["layer"], row["delta"],
+            row["random_delta"] if row["random_delta"] is not None else float("nan"),
+        )  # fmt: skip
