@@ -16,6 +16,24 @@ RELATION_LANGS = ["en", "de", "fr", "es", "zh"]  # the shipped relation facts (d
 VALUE_LANGS = ["en", "zh"]  # the shipped value stories (default)
 TASKS = ["sentiment", "topic", "paraphrase", "translation"]  # the shipped tasks (default)
 REFUSAL_LANGS = ["en", "de"]
+EVALUATION_JOBS = [  # the jobs that switch neuron sets or directions off
+    "ablate_lape",
+    "ablate_overlap",
+    "evaluate_bli",
+    "evaluate_values",
+    "evaluate_tasks",
+    "evaluate_relations",
+    "xtransplant",
+    "evaluate_refusal",
+]
+MODEL_FIGURES = [  # per model, beyond lape_layers and the ablation matrices
+    "values",
+    "relation_cumulativity",
+    "xtransplant",
+    "task_overlap",
+    "logit_lens",
+    "cross_method",
+]
 
 
 def base_config(models: dict[str, Path], chat: dict[str, Path] | None = None) -> dict:
@@ -264,19 +282,46 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
     original = config_path.read_text()
     try:
         config_path.write_text(original + "lape:\n  top_rate: 0.05\n")
-        assert planned_jobs(finished) == {"score_lape": 1, "plot_lape_layers": 1, "ablate_lape": 1}
+        assert planned_jobs(finished) == {
+            "score_lape": 1,
+            "plot_lape_layers": 1,
+            "ablate_lape": 1,
+            "evaluate_bli": 1,  # with each language's LAPE neurons off
+            "plot_ablation": 2,  # lape, bli
+            "plot_cross_method": 1,
+        }
         config_path.write_text(original + "ablation:\n  seeds: [0, 1]\n")
-        assert planned_jobs(finished) == {"ablate_lape": 1, "ablate_overlap": 1}
+        # every deactivation has its random controls: all evaluations and their figures
+        assert planned_jobs(finished) == {
+            **{job: 1 for job in EVALUATION_JOBS},
+            "plot_ablation": 4,
+            "plot_values": 1,
+            "plot_relation_cumulativity": 1,
+            "plot_xtransplant": 1,
+            "plot_refusal": 1,
+        }
         config_path.write_text(original + "overlap:\n  percentile: 0.9\n")
         assert planned_jobs(finished) == {
             "score_overlap": 1,
             "plot_overlap_heatmap": 1,
             "ablate_overlap": 1,
+            "plot_ablation": 1,
         }
         config_path.write_text(original.replace("max_val: 4", "max_val: 4\n  kl_threshold: 0.5"))
-        assert planned_jobs(finished) == {"refusal_direction": 2, "score_refusal": 1}
+        assert planned_jobs(finished) == {
+            "refusal_direction": 2,
+            "score_refusal": 1,
+            "evaluate_refusal": 1,
+            "plot_refusal": 1,
+        }
         config_path.write_text(original + "task_neurons:\n  top_rate: 0.2\n")
-        assert planned_jobs(finished) == {"score_tasks": 1}
+        assert planned_jobs(finished) == {
+            "score_tasks": 1,
+            "evaluate_tasks": 1,
+            "plot_ablation": 1,
+            "plot_task_overlap": 1,
+            "plot_cross_method": 1,
+        }
         config_path.write_text(original.replace("dir: muse", "dir: muse\n    count_tokens: word"))
         # counting only the word's tokens changes extraction, not the (model-free) probes
         plan = planned_jobs(finished)
@@ -309,8 +354,11 @@ def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models
             "ablate_overlap": 1,  # the same for each language's overlap set
             "score_lape": 1,
             "score_overlap": 1,
+            **{job: 1 for job in EVALUATION_JOBS if job != "evaluate_refusal"},  # not a chat model
             "plot_lape_layers": 1,
             "plot_overlap_heatmap": 1,
+            "plot_ablation": 4,
+            **{f"plot_{name}": 1 for name in MODEL_FIGURES},
         }
     finally:
         config_path.write_text(original)
