@@ -369,6 +369,7 @@ def test_workflow_runs_through_slurm_like_locally(
     assert [str(p) for p in tables] == [
         "results/neurons/tiny-llama/lape.parquet",
         "results/neurons/tiny-llama/overlap.parquet",
+        "results/neurons/tiny-llama/overlap_sets.parquet",
     ]
     for table in tables:
         assert_frame_equal(pl.read_parquet(on_slurm / table), pl.read_parquet(local / table))
