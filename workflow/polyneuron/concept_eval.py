@@ -356,8 +356,8 @@ def top_fraction(frame: pl.DataFrame, fraction: float) -> NeuronSet:
 # --------------------------------------------------------------------------- matrices
 
 
-#: per-example values of one metric from the scores of every example
-Metric = Callable[[NextTokens], np.ndarray]
+#: per-example values of each metric (name -> values) from the scores of every example
+Metrics = Callable[[NextTokens], Mapping[str, np.ndarray]]
 
 
 def _matrix(
@@ -366,7 +366,7 @@ def _matrix(
     encoded: Sequence[Encoded],
     candidates: Sequence[Sequence[Sequence[int]]],
     keys: Sequence[str],
-    metrics: Mapping[str, Metric],
+    metrics: Metrics,
     seeds: Sequence[int],
     pad_id: int,
     device: torch.device,
@@ -378,22 +378,22 @@ def _matrix(
     desc: str,
 ) -> pl.DataFrame:
     """Every example scored in one pass per intervention; each metric's values split by the
-    examples' evaluated ``keys`` (first-seen order) into rows, metrics in ``metrics``' order."""
+    examples' evaluated ``keys`` (first-seen order) into rows, metrics in the order
+    ``metrics`` returns them."""
     groups = {key: np.flatnonzero(np.asarray(keys) == key) for key in dict.fromkeys(keys)}
 
     def evaluate() -> dict[str, dict[str, np.ndarray]]:
         scores = next_token_scores(
             model, encoded, candidates, pad_id, device, batch_tokens, max_batch_size
         )
-        out = {}
-        for name, metric in metrics.items():
-            values = metric(scores)
-            out[name] = {key: values[rows] for key, rows in groups.items()}
-        return out
+        return {
+            name: {key: values[rows] for key, rows in groups.items()}
+            for name, values in metrics(scores).items()
+        }
 
     def rows(intervened, baseline, scored, n_neurons, control, seed) -> pl.DataFrame:
         frames = []
-        for name in metrics:
+        for name in scored:
             frame = mean_metric_rows(
                 intervened, baseline[name], scored[name], name, n_neurons, control, seed,
                 n_boot=n_boot,
@@ -429,7 +429,7 @@ def value_matrix(
     encoded, candidates = encode_questions(tokenizer, prompts, lang)
     frame = _matrix(
         model, sets, encoded, candidates, keys,
-        {"p_supported": lambda scores: option_probability(scores, targets)},
+        lambda scores: {"p_supported": option_probability(scores, targets)},
         seeds, pad_id, device, mode, factor, batch_tokens, max_batch_size, n_boot, desc,
     )  # fmt: skip
     return frame.with_columns(lang=pl.lit(lang, pl.String())).cast(VALUE_SCHEMA)
@@ -456,12 +456,13 @@ def task_matrix(
     targets = [t for _, task_targets in examples.values() for t in task_targets]
     keys = [task for task, (ps, _) in examples.items() for _ in ps]
     encoded, candidates = encode_targets(tokenizer, prompts, targets)
+
+    def metrics(scores: NextTokens) -> dict[str, np.ndarray]:
+        loss, accuracy = target_losses(scores, candidates)  # one pass gives both
+        return {"loss": loss, "accuracy": accuracy}
+
     return _matrix(
-        model, sets, encoded, candidates, keys,
-        {
-            "loss": lambda scores: target_losses(scores, candidates)[0],
-            "accuracy": lambda scores: target_losses(scores, candidates)[1],
-        },
+        model, sets, encoded, candidates, keys, metrics,
         seeds, pad_id, device, mode, factor, batch_tokens, max_batch_size, n_boot, desc,
     )  # fmt: skip
 
@@ -502,7 +503,7 @@ def relation_matrix(
         sets = {relation: top_fraction(frame, fraction) for relation, frame in neurons.items()}
         frame = _matrix(
             model, sets, encoded, candidates, keys,
-            {"accuracy": lambda scores: prefix_hits(scores, gold)},
+            lambda scores: {"accuracy": prefix_hits(scores, gold)},
             seeds, pad_id, device, mode, factor, batch_tokens, max_batch_size, n_boot,
             f"{desc} top {fraction:g}",
         )  # fmt: skip

@@ -236,6 +236,14 @@ def bootstrap_perplexity(
 # --------------------------------------------------------------------------- ablation rows
 
 
+def _check_control(control: str, seed: int | None) -> None:
+    """A set's own rows (control "none") have no seed; a random control's have one."""
+    if control not in CONTROLS:
+        raise ValueError(f"unknown control {control!r}: expected one of {CONTROLS}")
+    if (control == "none") != (seed is None):
+        raise ValueError(f"control {control!r} takes {'no' if control == 'none' else 'a'} seed")
+
+
 def language_ablation_rows(
     intervened: str,
     baseline: Mapping[str, TextNll],
@@ -251,10 +259,7 @@ def language_ablation_rows(
     control set of ``n_neurons`` with ``seed``): one per evaluated language of ``ablated``
     (evaluated -> per-text NLL and tokens with the set off), in its order, against the same
     texts' ``baseline`` scores. The interval is :func:`bootstrap_perplexity`'s of the change."""
-    if control not in CONTROLS:
-        raise ValueError(f"unknown control {control!r}: expected one of {CONTROLS}")
-    if (control == "none") != (seed is None):
-        raise ValueError(f"control {control!r} takes {'no' if control == 'none' else 'a'} seed")
+    _check_control(control, seed)
     rows = []
     for evaluated, (nll, tokens) in ablated.items():
         if evaluated not in baseline:
@@ -315,10 +320,7 @@ def mean_metric_rows(
     over examples (NaNs dropped), ``delta`` their difference and the interval
     :func:`polyneuron.interventions.paired_delta_ci`'s: the same examples resampled on both
     sides."""
-    if control not in CONTROLS:
-        raise ValueError(f"unknown control {control!r}: expected one of {CONTROLS}")
-    if (control == "none") != (seed is None):
-        raise ValueError(f"control {control!r} takes {'no' if control == 'none' else 'a'} seed")
+    _check_control(control, seed)
     rows = []
     for evaluated, values in scored.items():
         if evaluated not in baseline:
