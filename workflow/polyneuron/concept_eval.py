@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -404,6 +405,20 @@ def _matrix(
     return intervention_matrix(model, sets, evaluate, rows, seeds, mode, factor, desc=desc)
 
 
+_T = TypeVar("_T")
+
+
+def _flatten(
+    groups: Mapping[str, tuple[Sequence[str], Sequence[_T]]],
+) -> tuple[list[str], list[_T], list[str]]:
+    """Every group's prompts and targets (group -> (prompts, targets)) as flat lists in the
+    groups' order, and each prompt's group."""
+    prompts = [p for group_prompts, _ in groups.values() for p in group_prompts]
+    targets = [t for _, group_targets in groups.values() for t in group_targets]
+    keys = [group for group, (ps, _) in groups.items() for _ in ps]
+    return prompts, targets, keys
+
+
 def value_matrix(
     model: nn.Module,
     tokenizer,
@@ -423,9 +438,7 @@ def value_matrix(
     """``p_supported`` of every value's questions (value -> (prompts, targets ``a``/``b``)) of
     language ``lang``, plain and with each value's set off and its random controls:
     :data:`VALUE_SCHEMA` rows."""
-    prompts = [p for value_prompts, _ in questions.values() for p in value_prompts]
-    targets = [t for _, value_targets in questions.values() for t in value_targets]
-    keys = [value for value, (ps, _) in questions.items() for _ in ps]
+    prompts, targets, keys = _flatten(questions)
     encoded, candidates = encode_questions(tokenizer, prompts, lang)
     frame = _matrix(
         model, sets, encoded, candidates, keys,
@@ -452,9 +465,7 @@ def task_matrix(
 ) -> pl.DataFrame:
     """``loss`` and ``accuracy`` of every task's examples (task -> (prompts, targets)), plain
     and with each task's set off and its random controls: :data:`ABLATION_SCHEMA` rows."""
-    prompts = [p for task_prompts, _ in examples.values() for p in task_prompts]
-    targets = [t for _, task_targets in examples.values() for t in task_targets]
-    keys = [task for task, (ps, _) in examples.items() for _ in ps]
+    prompts, targets, keys = _flatten(examples)
     encoded, candidates = encode_targets(tokenizer, prompts, targets)
 
     def metrics(scores: NextTokens) -> dict[str, np.ndarray]:
@@ -492,9 +503,7 @@ def relation_matrix(
     ``answer_prefix`` leads an answer (config ``logit_lens.relations_prefix``), without its
     trailing space in languages written without spaces
     (:func:`polyneuron.logit_lens.answer_prefix_for`)."""
-    texts = [p for relation_prompts, _ in prompts.values() for p in relation_prompts]
-    answers = [a for _, relation_answers in prompts.values() for a in relation_answers]
-    keys = [relation for relation, (ps, _) in prompts.items() for _ in ps]
+    texts, answers, keys = _flatten(prompts)
     prefix = answer_prefix_for(answer_prefix, lang)
     encoded, gold = encode_cloze(tokenizer, texts, answers, prefix)
     candidates = [[[]] for _ in encoded]

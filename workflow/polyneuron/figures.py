@@ -23,7 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Normalize, TwoSlopeNorm
 
 from polyneuron import PolyneuronError
-from polyneuron.plots import annotate_cells, save_figure
+from polyneuron.plots import annotate_cells, category_colours, save_figure
 
 #: the columns every ablation table has that are measurements, not keys
 _MEASURES = ("value", "baseline", "delta", "ci_low", "ci_high", "n_neurons", "n_texts")
@@ -269,10 +269,6 @@ def plot_value_shifts(
     return fig
 
 
-def _cycle(i: int):
-    return plt.cm.tab10.colors[i % 10]
-
-
 def _line_with_band(ax: Axes, x, frame: pl.DataFrame, colour, linestyle: str, label: str):
     """delta against ``x`` with its interval as a band (fainter for a dashed control)."""
     ax.plot(
@@ -298,7 +294,7 @@ def plot_relation_cumulativity(
         else [None]
     )
     # one language: own red, random grey (as in the value figure); several: a colour each
-    colours = {lang: (_cycle(i), _cycle(i)) for i, lang in enumerate(langs)}
+    colours = {lang: (colour, colour) for lang, colour in category_colours(langs).items()}
     if len(langs) == 1:
         colours = {langs[0]: (_OWN_COLOUR, _RANDOM_COLOUR)}
     n_cols = min(4, len(relations))
@@ -470,7 +466,8 @@ def plot_xtransplant(
     )
     panels = {name: found for name, found in panels.items() if found}
     others = sorted({lang for pair in pairs for lang in pair if lang != pivot})
-    colours = {lang: _cycle(i) for i, lang in enumerate(others)}
+    # a colour per other language; without a shared pivot, a colour per direction
+    colours = category_colours(others) if pivot else category_colours(pairs)
     fig, axes = plt.subplots(
         1,
         len(panels),
@@ -482,7 +479,7 @@ def plot_xtransplant(
     for ax, (name, found) in zip(axes[0], panels.items(), strict=True):
         for source, target in found:
             other = target if source == pivot else source
-            colour = colours[other] if pivot else _cycle(pairs.index((source, target)))
+            colour = colours[other if pivot else (source, target)]
             rows = means.filter(pl.col("intervened") == source, pl.col("evaluated") == target)
             for control, style in (("none", "-"), ("random", "--")):
                 line = rows.filter(pl.col("control") == control)

@@ -5,8 +5,9 @@ in :mod:`polyneuron.figures`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import matplotlib
 
@@ -156,8 +157,11 @@ def plot_lape_layers(
     return fig
 
 
-def _colours(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    """One tab10/tab20 colour per name, stable across a figure's panels."""
+_K = TypeVar("_K", bound=Hashable)
+
+
+def category_colours(names: Sequence[_K]) -> dict[_K, tuple[float, float, float]]:
+    """One tab10/tab20 colour per name (any hashable key), stable across a figure's panels."""
     cmap = plt.cm.tab10 if len(names) <= 10 else plt.cm.tab20
     return {name: cmap.colors[i % len(cmap.colors)] for i, name in enumerate(names)}
 
@@ -172,7 +176,7 @@ def plot_bridges(
     """One panel per target language: each candidate's HSIC layer score across layers, the
     selected bridge drawn thick, the layer window that ranks them shaded."""
     targets = table["target"].unique(maintain_order=True).to_list()
-    colours = _colours(sorted(table["candidate"].unique().to_list()))
+    colours = category_colours(sorted(table["candidate"].unique().to_list()))
     fig, axes = plt.subplots(
         1,
         len(targets),
@@ -286,7 +290,7 @@ def plot_logit_lens(table: pl.DataFrame, model: str, path: str | Path) -> plt.Fi
     """Per probe set (columns) and quantity (rows: probability of the gold answer, of its
     English counterpart), one curve per language across layers."""
     probes = table["probe"].unique(maintain_order=True).to_list()
-    colours = _colours(table["lang"].unique(maintain_order=True).to_list())
+    colours = category_colours(table["lang"].unique(maintain_order=True).to_list())
     fig, axes = plt.subplots(
         len(LENS_QUANTITIES),
         len(probes),
@@ -387,7 +391,7 @@ def plot_cross_method(
     Jaccard between every group of every method (clustered, labels coloured by method); the
     union's neurons per layer for each method."""
     methods = sets["method"].unique(maintain_order=True).to_list()
-    colours = _colours(methods)
+    colours = category_colours(methods)
     by_method = set_jaccard(sets, "method")
     groups = sets.with_columns(set=pl.col("method") + ": " + pl.col("group"))
     by_group = set_jaccard(groups, "set")
