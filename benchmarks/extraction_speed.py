@@ -28,18 +28,18 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from polyneuron.adapters import activation_modules, decoder_body, neurons_per_layer  # noqa: E402
-from polyneuron.extract import (  # noqa: E402
+from polyneuron.model.adapters import activation_modules, decoder_body, neurons_per_layer  # noqa: E402
+from polyneuron.model.extract import (  # noqa: E402
     collate,
     collect_stats,
     encode,
     pad_token_id,
     plan_batches,
 )
-from polyneuron.hooks import NeuronStats, StatsCollector  # noqa: E402
-from polyneuron.languages import LANGUAGE_NAMES  # noqa: E402
-from polyneuron.models import ModelSpec, load_prepared  # noqa: E402
-from polyneuron.muse import build_probes, find_dictionary, pivot_pairs, read_dictionary  # noqa: E402
+from polyneuron.model.hooks import NeuronStats, StatsCollector  # noqa: E402
+from polyneuron.model.load import ModelSpec, load_prepared  # noqa: E402
+from polyneuron.plan.languages import LANGUAGE_NAMES  # noqa: E402
+from polyneuron.probes.muse import build_probes, find_dictionary, pivot_pairs, read_dictionary  # noqa: E402
 
 
 def probe_texts(muse_dir: Path, langs: list[str], per_lang: int) -> list[str]:

@@ -70,3 +70,22 @@ def _load(folder: Path):
 def load(tiny_models):
     """``load(family)``: the tiny model of that family and its tokenizer, loaded once."""
     return lambda family: _load(tiny_models[family])
+
+
+def minimal_config(**extra) -> dict:
+    config = {
+        "models": {"base": {"source": "org/base"}},
+        "languages": ["en", "de"],
+        "probes": {"muse": {"pivot": "en"}, "refusal": {"languages": ["en", "de"],
+                   "translator": "precomputed", "translator_for": {}},
+                   "relations": {"languages": ["en", "de"]}},
+        "bridges": {"targets": [], "candidates": None},
+        "translators": {"llm": {"model": None}},
+        "refusal_directions": {"languages": None},
+        "logit_lens": {"muse_languages": None, "relation_languages": None},
+        "chat_models": {},
+        "ablation": {"languages": None},
+    }  # fmt: skip
+    for key, value in extra.items():
+        config[key] = value
+    return config

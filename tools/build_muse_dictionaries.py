@@ -66,7 +66,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
-from polyneuron import dictd
+from polyneuron.probes import dictd
 
 LANGS = ("de", "fr", "es", "it", "pt", "ru", "zh", "ja", "ar", "hi", "id", "fi", "hu", "sw", "tr")
 ISO3 = {

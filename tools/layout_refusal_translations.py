@@ -18,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from polyneuron.records import json_objects  # noqa: E402
-from polyneuron.refusal import (  # noqa: E402
+from polyneuron.probes.records import json_objects  # noqa: E402
+from polyneuron.probes.refusal import (  # noqa: E402
     KINDS,
     SPLITS,
     build_source,

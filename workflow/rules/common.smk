@@ -1,5 +1,4 @@
 import functools
-import hashlib
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -9,21 +8,22 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from polyneuron import PolyneuronError
-from polyneuron.config import check_config, model_entry, model_spec, resolve_path
-from polyneuron.languages import language_names
-from polyneuron.muse import find_dictionary
-from polyneuron.parallel import text_file
-from polyneuron.refusal import SOURCE_LANG, package_file, phrase_file, precomputed_files
-from polyneuron.relations import fact_files
-from polyneuron.resources import (
+from polyneuron.plan.codehash import CodeHasher
+from polyneuron.plan.config import check_config, model_entry, model_spec, resolve_path
+from polyneuron.plan.languages import language_names
+from polyneuron.probes.muse import find_dictionary
+from polyneuron.probes.parallel import text_file
+from polyneuron.probes.refusal import SOURCE_LANG, package_file, phrase_file, precomputed_files
+from polyneuron.probes.relations import fact_files
+from polyneuron.plan.resources import (
     extract_request,
     known_n_params,
     prepare_request,
     probe_tokens,
 )
-from polyneuron.tasks import task_file
-from polyneuron.translate import TRANSLATORS
-from polyneuron.values import value_files
+from polyneuron.probes.tasks import task_file
+from polyneuron.probes.translate import TRANSLATORS
+from polyneuron.probes.values import value_files
 
 try:
     check_config(config)
@@ -65,16 +65,14 @@ LENS_RELATIONS = (
 ABLATION = config["ablation"]
 ABLATION_LANGS = ABLATION["languages"] or LANGS
 NAMES = language_names(config["language_names"])
-LIB = Path(workflow.basedir) / "workflow" / "polyneuron"
+CODE = CodeHasher(Path(workflow.basedir) / "workflow", "polyneuron")
 
 
-def code_version(*modules):
-    """Hash of the library modules a job runs: editing them reruns exactly those jobs
-    (Snakemake tracks a script's own code, not the modules it imports)."""
-    digest = hashlib.sha256()
-    for module in ("__init__", "io", *modules):
-        digest.update((LIB / f"{module}.py").read_bytes())
-    return digest.hexdigest()[:16]
+def code_hash(script):
+    """Hash of the job script `script` and every polyneuron module it imports, directly or
+    not (read from the import graph): editing a module reruns exactly the jobs that run it.
+    Snakemake itself tracks only the script's own text."""
+    return CODE.digest(Path(workflow.basedir) / "workflow" / "scripts" / f"{script}.py")
 
 
 def model_params(wildcards):

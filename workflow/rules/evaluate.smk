@@ -35,11 +35,4 @@ use rule ablate_lape as ablate_overlap with:
         factor=ABLATION["factor"],
         batch_tokens=ABLATION["batch_tokens"],
         max_batch_size=ABLATION["max_batch_size"],
-        code=code_version(
-            "adapters",
-            "models",
-            "extract",
-            "refusal_directions",
-            "interventions",
-            "evaluation",
-        ),
+        code=code_hash("ablate_language"),

@@ -1,31 +1,9 @@
 # Evaluations of the value, task and relation neurons: each group's neurons switched off (or
 # scaled), beside random sets of the same per-layer counts, and every group's test prompts scored.
-from polyneuron.relations import RELATIONS
-from polyneuron.values import VALUES
+from polyneuron.probes.relations import RELATIONS
+from polyneuron.probes.values import VALUES
 
 VALUE_EVAL_LANGS = EVALUATION["values"]["languages"] or VALUE_PROBES["languages"]
-
-# the library modules the three evaluation scripts import, and theirs
-CONCEPT_EVAL_CODE = [
-    "adapters",
-    "hooks",
-    "extract",
-    "refusal_directions",
-    "interventions",
-    "evaluation",
-    "logit_lens",
-    "lape",
-    "overlap",
-    "relation_neurons",
-    "tensors",
-    "task_neurons",
-    "records",
-    "values",
-    "models",
-    "logs",
-    "concept_eval",
-]
-
 
 # tokens each job runs, for its resources: the prompts once plain and once per group and
 # control (its own set, each seed); ~45 tokens per value question (10 per value and language
@@ -84,7 +62,7 @@ rule evaluate_values:
         seeds=ABLATION["seeds"],
         batch_tokens=ABLATION["batch_tokens"],
         max_batch_size=ABLATION["max_batch_size"],
-        code=code_version(*CONCEPT_EVAL_CODE),
+        code=code_hash("evaluate_values"),
     script:
         "../scripts/evaluate_values.py"
 
@@ -116,7 +94,7 @@ rule evaluate_tasks:
         seeds=ABLATION["seeds"],
         batch_tokens=ABLATION["batch_tokens"],
         max_batch_size=ABLATION["max_batch_size"],
-        code=code_version(*CONCEPT_EVAL_CODE),
+        code=code_hash("evaluate_tasks"),
     script:
         "../scripts/evaluate_tasks.py"
 
@@ -153,6 +131,6 @@ rule evaluate_relations:
         seeds=ABLATION["seeds"],
         batch_tokens=ABLATION["batch_tokens"],
         max_batch_size=ABLATION["max_batch_size"],
-        code=code_version(*CONCEPT_EVAL_CODE),
+        code=code_hash("evaluate_relations"),
     script:
         "../scripts/evaluate_relations.py"

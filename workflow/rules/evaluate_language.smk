@@ -77,22 +77,7 @@ rule evaluate_bli:
         bridge_languages=BRIDGE_LANGS,
         bridge_percentile=BRIDGES["percentile"],
         shards=SHARDS,
-        code=code_version(
-            "adapters",
-            "bli",
-            "evaluation",
-            "extract",
-            "hooks",
-            "interventions",
-            "lape",
-            "logs",
-            "models",
-            "muse",
-            "overlap",
-            "records",
-            "refusal_directions",
-            "stats",
-        ),
+        code=code_hash("evaluate_bli"),
     script:
         "../scripts/evaluate_bli.py"
 
@@ -123,17 +108,6 @@ rule xtransplant:
         max_examples=XTRANSPLANT["max_examples"],
         answer_prefix=LENS["relations_prefix"],
         seeds=ABLATION["seeds"],
-        code=code_version(
-            "adapters",
-            "evaluation",
-            "extract",
-            "hooks",
-            "interventions",
-            "logit_lens",
-            "logs",
-            "models",
-            "refusal_directions",
-            "xtransplant",
-        ),
+        code=code_hash("xtransplant"),
     script:
         "../scripts/xtransplant.py"

@@ -22,7 +22,7 @@ rule extract_activations:
         max_batch_size=config["extraction"]["max_batch_size"],
         split=config["extraction"]["split"],
         count_tokens=lambda wc: config["probes"][wc.probe].get("count_tokens", "prompt"),
-        code=code_version("adapters", "models", "hooks", "extract"),
+        code=code_hash("extract_activations"),
     script:
         "../scripts/extract_activations.py"
 
@@ -50,7 +50,7 @@ rule extract_examples:
         max_batch_size=config["extraction"]["max_batch_size"],
         split=config["extraction"]["split"],
         count_tokens=lambda wc: config["probes"][wc.probe].get("count_tokens", "prompt"),
-        code=code_version("adapters", "models", "hooks", "extract", "tensors"),
+        code=code_hash("extract_examples"),
     script:
         "../scripts/extract_examples.py"
 
@@ -80,6 +80,6 @@ rule extract_groups:
         batch_tokens=config["extraction"]["batch_tokens"],
         max_batch_size=config["extraction"]["max_batch_size"],
         split=config["extraction"]["split"],
-        code=code_version("adapters", "models", "hooks", "extract"),
+        code=code_hash("extract_groups"),
     script:
         "../scripts/extract_groups.py"

@@ -17,6 +17,6 @@ rule prepare_model:
             "trust_remote_code", False
         ),
         revision=lambda wc: model_entry(config, wc.model).get("revision"),
-        code=code_version("adapters", "models"),
+        code=code_hash("prepare_model"),
     script:
         "../scripts/prepare_model.py"

@@ -15,7 +15,7 @@ rule plot_overlap_heatmap:
         models=MODELS,
         languages=LANGS,
         probe=config["overlap"]["probe"],
-        code=code_version("plots"),
+        code=code_hash("plot_overlap_heatmap"),
     script:
         "../scripts/plot_overlap_heatmap.py"
 
@@ -37,7 +37,7 @@ rule plot_lape_layers:
         "../../envs/polyneuron.yaml"
     params:
         languages=LANGS,
-        code=code_version("plots"),
+        code=code_hash("plot_lape_layers"),
     script:
         "../scripts/plot_lape_layers.py"
 
@@ -118,7 +118,7 @@ rule plot_ablation:
         metric=lambda wildcards: ABLATION_FIGURES[wildcards.method]["metric"],
         group=lambda wildcards: ABLATION_FIGURES[wildcards.method]["group"],
         title=lambda wildcards: ABLATION_FIGURES[wildcards.method]["title"],
-        code=code_version("plots", "figures"),
+        code=code_hash("plot_ablation"),
     script:
         "../scripts/plot_ablation.py"
 
@@ -139,7 +139,7 @@ rule plot_values:
         "../../envs/polyneuron.yaml"
     params:
         metric="p_supported",
-        code=code_version("plots", "figures"),
+        code=code_hash("plot_values"),
     script:
         "../scripts/plot_values.py"
 
@@ -160,7 +160,7 @@ rule plot_relation_cumulativity:
         "../../envs/polyneuron.yaml"
     params:
         metric="accuracy",
-        code=code_version("plots", "figures"),
+        code=code_hash("plot_relation_cumulativity"),
     script:
         "../scripts/plot_relation_cumulativity.py"
 
@@ -181,7 +181,7 @@ rule plot_refusal:
     conda:
         "../../envs/polyneuron.yaml"
     params:
-        code=code_version("plots", "figures"),
+        code=code_hash("plot_refusal"),
     script:
         "../scripts/plot_refusal.py"
 
@@ -202,7 +202,7 @@ rule plot_xtransplant:
         "../../envs/polyneuron.yaml"
     params:
         metric="accuracy",
-        code=code_version("plots", "figures"),
+        code=code_hash("plot_xtransplant"),
     script:
         "../scripts/plot_xtransplant.py"
 
@@ -224,7 +224,7 @@ rule plot_bridges:
     params:
         window=BRIDGES["window"],
         normalised=BRIDGES["normalised"],
-        code=code_version("plots"),
+        code=code_hash("plot_bridges"),
     script:
         "../scripts/plot_bridges.py"
 
@@ -244,7 +244,7 @@ rule plot_task_overlap:
     conda:
         "../../envs/polyneuron.yaml"
     params:
-        code=code_version("plots"),
+        code=code_hash("plot_task_overlap"),
     script:
         "../scripts/plot_task_overlap.py"
 
@@ -264,7 +264,7 @@ rule plot_logit_lens:
     conda:
         "../../envs/polyneuron.yaml"
     params:
-        code=code_version("plots"),
+        code=code_hash("plot_logit_lens"),
     script:
         "../scripts/plot_logit_lens.py"
 
@@ -288,6 +288,6 @@ rule plot_cross_method:
     conda:
         "../../envs/polyneuron.yaml"
     params:
-        code=code_version("plots"),
+        code=code_hash("plot_cross_method"),
     script:
         "../scripts/plot_cross_method.py"

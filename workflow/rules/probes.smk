@@ -14,7 +14,7 @@ rule build_muse_probes:
         max_words=MUSE["max_words"],
         drop_identical=MUSE["drop_identical"],
         on_malformed=MUSE["on_malformed"],
-        code=code_version("muse"),
+        code=code_hash("build_muse_probes"),
     script:
         "../scripts/build_muse_probes.py"
 
@@ -36,7 +36,7 @@ rule build_flores_probes:
         reference=LANGS[0] if FLORES["aligned"] else None,
         heldout_every=FLORES["heldout_every"],
         max_texts=FLORES["max_texts"],
-        code=code_version("parallel"),
+        code=code_hash("build_parallel_probes"),
     script:
         "../scripts/build_parallel_probes.py"
 
@@ -54,7 +54,7 @@ rule build_task_probes:
         "../../envs/polyneuron.yaml"
     params:
         test_every=TASKS["test_every"],
-        code=code_version("tasks"),
+        code=code_hash("build_task_probes"),
     script:
         "../scripts/build_task_probes.py"
 
@@ -72,7 +72,7 @@ rule build_value_probes:
         languages=VALUE_PROBES["languages"],
         xlsx_lang=VALUE_PROBES["xlsx_lang"],
         aligned_option=VALUE_PROBES["aligned_option"],
-        code=code_version("values"),
+        code=code_hash("build_value_probes"),
     script:
         "../scripts/build_value_probes.py"
 
@@ -90,7 +90,7 @@ rule build_relation_probes:
         languages=RELATION_PROBES["languages"],
         extra_relations=RELATION_PROBES["extra_relations"],
         test_fraction=RELATION_PROBES["test_fraction"],
-        code=code_version("relations"),
+        code=code_hash("build_relation_probes"),
     script:
         "../scripts/build_relation_probes.py"
 
@@ -108,7 +108,7 @@ rule build_refusal_source:
         harmful=REFUSAL["harmful"],
         splits=REFUSAL["splits"],
         seed=REFUSAL["seed"],
-        code=code_version("records", "refusal"),
+        code=code_hash("build_refusal_source"),
     script:
         "../scripts/build_refusal_source.py"
 
@@ -134,7 +134,7 @@ rule translate_refusal:
         mt_model=hf_model_for,
         model=translator_model_params,
         names=lambda wc: {lang: NAMES[lang] for lang in (SOURCE_LANG, wc.lang)},
-        code=code_version("records", "refusal", "translate", "models"),
+        code=code_hash("translate_refusal"),
     script:
         "../scripts/translate_refusal.py"
 
@@ -150,7 +150,7 @@ rule build_refusal_probes:
     conda:
         "../../envs/polyneuron.yaml"
     params:
-        code=code_version("records", "refusal"),
+        code=code_hash("build_refusal_probes"),
     script:
         "../scripts/build_refusal_probes.py"
 

@@ -29,9 +29,7 @@ rule refusal_direction:
         induce_refusal_threshold=REFUSAL_DIRECTIONS["induce_refusal_threshold"],
         addition_coeff=REFUSAL_DIRECTIONS["addition_coeff"],
         batch_size=REFUSAL_DIRECTIONS["batch_size"],
-        code=code_version(
-            "adapters", "models", "extract", "refusal", "refusal_directions", "tensors"
-        ),
+        code=code_hash("refusal_direction"),
     script:
         "../scripts/refusal_direction.py"
 
@@ -63,7 +61,7 @@ rule score_refusal:
         runtime=30,
     params:
         languages=REFUSAL_LANGS,
-        code=code_version("refusal_directions", "tensors"),
+        code=code_hash("score_refusal"),
     script:
         "../scripts/score_refusal.py"
 
@@ -111,19 +109,6 @@ rule evaluate_refusal:
         max_prompts=EVALUATION["refusal"]["max_prompts"],
         max_new_tokens=EVALUATION["refusal"]["max_new_tokens"],
         batch_size=EVALUATION["refusal"]["batch_size"],
-        code=code_version(
-            "logs",
-            "adapters",
-            "hooks",
-            "extract",
-            "models",
-            "records",
-            "refusal",
-            "refusal_directions",
-            "interventions",
-            "evaluation",
-            "refusal_eval",
-            "tensors",
-        ),
+        code=code_hash("evaluate_refusal"),
     script:
         "../scripts/evaluate_refusal.py"

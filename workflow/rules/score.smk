@@ -13,7 +13,7 @@ rule score_lape:
         filter_rate=config["lape"]["filter_rate"],
         top_rate=config["lape"]["top_rate"],
         activation_bar_ratio=config["lape"]["activation_bar_ratio"],
-        code=code_version("stats", "lape"),
+        code=code_hash("score_lape"),
     script:
         "../scripts/score_lape.py"
 
@@ -32,7 +32,7 @@ rule score_overlap:
         languages=LANGS,
         shards=SHARDS,
         percentile=config["overlap"]["percentile"],
-        code=code_version("stats", "lape", "overlap"),
+        code=code_hash("score_overlap"),
     script:
         "../scripts/score_overlap.py"
 
@@ -79,7 +79,7 @@ rule score_bridges:
         seed=BRIDGES["seed"],
         window=BRIDGES["window"],
         normalised=BRIDGES["normalised"],
-        code=code_version("stats", "lape", "overlap", "hsic", "extract", "tensors"),
+        code=code_hash("score_bridges"),
     script:
         "../scripts/score_bridges.py"
 
@@ -115,7 +115,7 @@ rule score_relations:
         top_n=config["relation_neurons"]["top_n"],
         reference_neurons=config["relation_neurons"]["reference_neurons"],
         seed=config["relation_neurons"]["seed"],
-        code=code_version("relation_neurons", "extract", "tensors"),
+        code=code_hash("score_relations"),
     script:
         "../scripts/score_relations.py"
 
@@ -142,7 +142,7 @@ rule score_values:
         languages=VALUE_PROBES["languages"],
         filter_rate=config["value_neurons"]["filter_rate"],
         top_rate=config["value_neurons"]["top_rate"],
-        code=code_version("lape", "value_neurons"),
+        code=code_hash("score_values"),
     script:
         "../scripts/score_values.py"
 
@@ -169,16 +169,7 @@ rule attribute_task:
         split=config["extraction"]["split"],
         batch_tokens=config["task_neurons"]["batch_tokens"],
         max_batch_size=config["task_neurons"]["max_batch_size"],
-        code=code_version(
-            "adapters",
-            "models",
-            "extract",
-            "tensors",
-            "lape",
-            "overlap",
-            "relation_neurons",
-            "task_neurons",
-        ),
+        code=code_hash("attribute_task"),
     script:
         "../scripts/attribute_task.py"
 
@@ -205,15 +196,7 @@ rule score_tasks:
     params:
         tasks=TASKS["names"],
         top_rate=config["task_neurons"]["top_rate"],
-        code=code_version(
-            "adapters",
-            "extract",
-            "tensors",
-            "lape",
-            "overlap",
-            "relation_neurons",
-            "task_neurons",
-        ),
+        code=code_hash("score_tasks"),
     script:
         "../scripts/score_tasks.py"
 
@@ -248,7 +231,7 @@ rule logit_lens:
             "relations": LENS["relations_prefix"],
         },
         batch_size=LENS["batch_size"],
-        code=code_version("adapters", "models", "extract", "logit_lens"),
+        code=code_hash("logit_lens"),
     script:
         "../scripts/logit_lens.py"
 
@@ -281,13 +264,6 @@ rule ablate_lape:
         factor=ABLATION["factor"],
         batch_tokens=ABLATION["batch_tokens"],
         max_batch_size=ABLATION["max_batch_size"],
-        code=code_version(
-            "adapters",
-            "models",
-            "extract",
-            "refusal_directions",
-            "interventions",
-            "evaluation",
-        ),
+        code=code_hash("ablate_language"),
     script:
         "../scripts/ablate_language.py"

@@ -1,18 +1,18 @@
 """Language neurons switched off: results/ablation/{model}/{lape,overlap}.parquet, the perplexity
 of every language's FLORES texts with each language's neuron set (LAPE, or its overlap set) off,
 and with random sets of the same per-layer sizes over several seeds
-(polyneuron.evaluation.ABLATION_SCHEMA)."""
+(polyneuron.evaluate.matrix.ABLATION_SCHEMA)."""
 
 import polars as pl
 import torch
 
 from polyneuron import PolyneuronError
-from polyneuron.evaluation import ablation_matrix, summarize_ablation
-from polyneuron.extract import read_split
-from polyneuron.interventions import neuron_set_from_frame
+from polyneuron.evaluate.interventions import neuron_set_from_frame
+from polyneuron.evaluate.matrix import ablation_matrix, summarize_ablation
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
+from polyneuron.model.extract import read_split
+from polyneuron.model.load import ModelSpec, load_prepared
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards

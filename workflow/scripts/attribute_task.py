@@ -6,10 +6,10 @@ import time
 
 import torch
 
-from polyneuron.extract import read_split
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
-from polyneuron.task_neurons import attribute, encode_tasks, write_attribution
+from polyneuron.model.extract import read_split
+from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.neurons.tasks import attribute, encode_tasks, write_attribution
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards

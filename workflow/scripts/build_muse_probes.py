@@ -2,7 +2,7 @@
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.muse import build_probes, is_reversed, pivot_pairs, read_dictionary
+from polyneuron.probes.muse import build_probes, is_reversed, pivot_pairs, read_dictionary
 
 with script_log(snakemake.log[0]) as log:
     p = snakemake.params

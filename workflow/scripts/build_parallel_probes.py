@@ -2,7 +2,7 @@
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.parallel import parallel_probes
+from polyneuron.probes.parallel import parallel_probes
 
 with script_log(snakemake.log[0]) as log:
     p = snakemake.params

@@ -4,7 +4,7 @@ import polars as pl
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.refusal import read_phrases, refusal_probes
+from polyneuron.probes.refusal import read_phrases, refusal_probes
 
 with script_log(snakemake.log[0]) as log:
     lang = snakemake.wildcards.lang

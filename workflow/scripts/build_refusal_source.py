@@ -2,7 +2,7 @@
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.refusal import build_source, read_advbench, read_harmbench, read_harmless
+from polyneuron.probes.refusal import build_source, read_advbench, read_harmbench, read_harmless
 
 READERS = {"advbench": read_advbench, "harmbench": read_harmbench}
 

@@ -2,8 +2,8 @@
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.records import unpaired
-from polyneuron.relations import (
+from polyneuron.probes.records import unpaired
+from polyneuron.probes.relations import (
     RELATIONS,
     build_relation_probes,
     combine_facts,

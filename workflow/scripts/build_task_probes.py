@@ -2,7 +2,7 @@
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.tasks import task_probes
+from polyneuron.probes.tasks import task_probes
 
 with script_log(snakemake.log[0]) as log:
     task = snakemake.wildcards.task

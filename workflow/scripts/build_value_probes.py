@@ -2,8 +2,8 @@
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.records import unpaired
-from polyneuron.values import build_value_probes, combine_records, read_value_file
+from polyneuron.probes.records import unpaired
+from polyneuron.probes.values import build_value_probes, combine_records, read_value_file
 
 with script_log(snakemake.log[0]) as log:
     p = snakemake.params

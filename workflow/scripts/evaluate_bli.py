@@ -1,19 +1,19 @@
 """BLI with language neurons off: results/ablation/{model}/bli.parquet, P@1 of X → pivot word
 translation on MUSE pairs that are not probes, plain, with each language's LAPE neurons off,
 with each bridge target's overlap neurons with its bridge language off, and with random sets
-of the same per-layer sizes over several seeds (polyneuron.evaluation.ABLATION_SCHEMA)."""
+of the same per-layer sizes over several seeds (polyneuron.evaluate.matrix.ABLATION_SCHEMA)."""
 
 import polars as pl
 import torch
 
 from polyneuron import PolyneuronError
-from polyneuron.bli import BliItems, bli_matrix, bridge_sets, dictionary_tests
-from polyneuron.evaluation import summarize_ablation
-from polyneuron.interventions import neuron_set_from_frame
+from polyneuron.evaluate.bli import BliItems, bli_matrix, bridge_sets, dictionary_tests
+from polyneuron.evaluate.interventions import neuron_set_from_frame
+from polyneuron.evaluate.matrix import summarize_ablation
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
-from polyneuron.stats import load_act_prob
+from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.neurons.stats import load_act_prob
 
 with script_log(snakemake.log[0]) as log:
     p, wc, inp = snakemake.params, snakemake.wildcards, snakemake.input

@@ -1,7 +1,7 @@
 """Refusal under the refusal directions: results/ablation/{model}/refusal.parquet, every
 language's harmful test prompts answered with each language's selected direction ablated and
 its harmless ones with each direction added, beside random directions over several seeds
-(polyneuron.refusal_eval.REFUSAL_EVAL_SCHEMA)."""
+(polyneuron.evaluate.refusal.REFUSAL_EVAL_SCHEMA)."""
 
 import json
 
@@ -9,17 +9,17 @@ import polars as pl
 import torch
 
 from polyneuron import PolyneuronError
-from polyneuron.io import write_parquet
-from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
-from polyneuron.refusal import KINDS, read_phrases
-from polyneuron.refusal_directions import encode_chat, refusal_token_ids
-from polyneuron.refusal_eval import (
+from polyneuron.evaluate.refusal import (
     Direction,
     RefusalPrompts,
     refusal_evaluation,
     summarize_refusal,
 )
+from polyneuron.io import write_parquet
+from polyneuron.logs import script_log
+from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.neurons.refusal import encode_chat, refusal_token_ids
+from polyneuron.probes.refusal import KINDS, read_phrases
 from polyneuron.tensors import read_tensors
 
 with script_log(snakemake.log[0]) as log:

@@ -1,16 +1,16 @@
 """Relation neurons switched off: results/ablation/{model}/relations.parquet, per language the
 prefix accuracy of every relation's test prompts (the greedy next token starts an accepted
 object) with the top 10%, 50%, 100% of each relation's neurons off, and with random sets of the
-same per-layer sizes over several seeds (polyneuron.concept_eval.RELATION_SCHEMA)."""
+same per-layer sizes over several seeds (polyneuron.evaluate.concepts.RELATION_SCHEMA)."""
 
 import polars as pl
 import torch
 
-from polyneuron.concept_eval import relation_matrix, summarize
-from polyneuron.extract import pad_token_id, read_split
+from polyneuron.evaluate.concepts import relation_matrix, summarize
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
+from polyneuron.model.extract import pad_token_id, read_split
+from polyneuron.model.load import ModelSpec, load_prepared
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards

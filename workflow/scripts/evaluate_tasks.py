@@ -1,17 +1,17 @@
 """Task neurons switched off: results/ablation/{model}/tasks.parquet, the mean target loss per
 token (and first-token accuracy) of every task's test examples with each task's neurons off,
 and with random sets of the same per-layer sizes over several seeds: the task × task matrix
-of specialisation and generalisation (polyneuron.evaluation.ABLATION_SCHEMA)."""
+of specialisation and generalisation (polyneuron.evaluate.matrix.ABLATION_SCHEMA)."""
 
 import polars as pl
 import torch
 
-from polyneuron.concept_eval import summarize, task_matrix
-from polyneuron.extract import pad_token_id, read_split
-from polyneuron.interventions import neuron_set_from_frame
+from polyneuron.evaluate.concepts import summarize, task_matrix
+from polyneuron.evaluate.interventions import neuron_set_from_frame
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
+from polyneuron.model.extract import pad_token_id, read_split
+from polyneuron.model.load import ModelSpec, load_prepared
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards

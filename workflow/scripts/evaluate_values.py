@@ -1,18 +1,18 @@
 """Value neurons switched off: results/ablation/{model}/values.parquet, per language the
 probability that the model picks the value-supported option of every value's evaluation
 questions, with each value's neurons off (or scaled) and with random sets of the same per-layer
-sizes over several seeds (polyneuron.concept_eval.VALUE_SCHEMA)."""
+sizes over several seeds (polyneuron.evaluate.concepts.VALUE_SCHEMA)."""
 
 import polars as pl
 import torch
 
-from polyneuron.concept_eval import summarize, value_matrix
-from polyneuron.extract import pad_token_id
-from polyneuron.interventions import neuron_set_from_frame
+from polyneuron.evaluate.concepts import summarize, value_matrix
+from polyneuron.evaluate.interventions import neuron_set_from_frame
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
-from polyneuron.values import VALUES
+from polyneuron.model.extract import pad_token_id
+from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.probes.values import VALUES
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards

@@ -2,10 +2,10 @@
 
 import torch
 
-from polyneuron.extract import collect_stats, encode, read_split, shard_rows
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
+from polyneuron.model.extract import collect_stats, encode, read_split, shard_rows
+from polyneuron.model.load import ModelSpec, load_prepared
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards

@@ -4,10 +4,10 @@ float16, rows in the order of the probe file's rows of the extraction split)."""
 
 import torch
 
-from polyneuron.adapters import activation_modules, neurons_per_layer
-from polyneuron.extract import collect_example_means, encode, read_split
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
+from polyneuron.model.adapters import activation_modules, neurons_per_layer
+from polyneuron.model.extract import collect_example_means, encode, read_split
+from polyneuron.model.load import ModelSpec, load_prepared
 from polyneuron.tensors import safetensors_array
 
 with script_log(snakemake.log[0]) as log:

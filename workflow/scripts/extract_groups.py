@@ -4,10 +4,10 @@ results/activations/{model}/{probe}/{lang}.groups.parquet."""
 import polars as pl
 import torch
 
-from polyneuron.extract import collect_stats, encode, read_split
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
+from polyneuron.model.extract import collect_stats, encode, read_split
+from polyneuron.model.load import ModelSpec, load_prepared
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards

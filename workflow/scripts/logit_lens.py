@@ -7,9 +7,11 @@ import polars as pl
 import torch
 
 from polyneuron import PolyneuronError
-from polyneuron.extract import read_split
 from polyneuron.io import write_parquet
-from polyneuron.logit_lens import (
+from polyneuron.logs import script_log
+from polyneuron.model.extract import read_split
+from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.neurons.logit_lens import (
     LensItems,
     TokenScripts,
     answer_prefix_for,
@@ -21,8 +23,6 @@ from polyneuron.logit_lens import (
     relation_items,
     switch_frame,
 )
-from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
 
 with script_log(snakemake.log[0]) as log:
     p, wc, inp = snakemake.params, snakemake.wildcards, snakemake.input

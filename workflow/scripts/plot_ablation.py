@@ -3,8 +3,8 @@ metric with each group's neurons off, beside the random control."""
 
 import polars as pl
 
-from polyneuron.figures import plot_ablation_matrix
 from polyneuron.logs import script_log
+from polyneuron.plots.figures import plot_ablation_matrix
 
 with script_log(snakemake.log[0]):
     p = snakemake.params

@@ -3,8 +3,8 @@ is transplanted, per language pair direction, beside the random control."""
 
 import polars as pl
 
-from polyneuron.figures import plot_xtransplant
 from polyneuron.logs import script_log
+from polyneuron.plots.figures import plot_xtransplant
 
 with script_log(snakemake.log[0]):
     table = pl.read_parquet(snakemake.input[0])

@@ -4,7 +4,7 @@ import json
 
 from polyneuron.io import write_text
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, model_info, prepare_model
+from polyneuron.model.load import ModelSpec, model_info, prepare_model
 
 with script_log(snakemake.log[0]) as log:
     spec = ModelSpec(

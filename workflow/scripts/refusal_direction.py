@@ -12,9 +12,8 @@ import torch
 from polyneuron import PolyneuronError
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
-from polyneuron.refusal import read_phrases
-from polyneuron.refusal_directions import (
+from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.neurons.refusal import (
     ValidationSet,
     encode_chat,
     keep_by_baseline,
@@ -26,6 +25,7 @@ from polyneuron.refusal_directions import (
     select_direction,
     subset,
 )
+from polyneuron.probes.refusal import read_phrases
 from polyneuron.tensors import write_tensors
 
 with script_log(snakemake.log[0]) as log:

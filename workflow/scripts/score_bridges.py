@@ -3,12 +3,12 @@
 import polars as pl
 import torch
 
-from polyneuron.extract import read_split
-from polyneuron.hsic import align_pairs, hsic_matrix, layer_score, rank_bridges
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.overlap import overlap_sets
-from polyneuron.stats import load_act_prob
+from polyneuron.model.extract import read_split
+from polyneuron.neurons.hsic import align_pairs, hsic_matrix, layer_score, rank_bridges
+from polyneuron.neurons.overlap import overlap_sets
+from polyneuron.neurons.stats import load_act_prob
 from polyneuron.tensors import read_tensor
 
 with script_log(snakemake.log[0]) as log:

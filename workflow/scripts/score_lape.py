@@ -1,9 +1,9 @@
 """Language-specific neurons by LAPE: results/neurons/{model}/lape.parquet."""
 
 from polyneuron.io import write_parquet
-from polyneuron.lape import select_lape
 from polyneuron.logs import script_log
-from polyneuron.stats import load_act_prob
+from polyneuron.neurons.lape import select_lape
+from polyneuron.neurons.stats import load_act_prob
 
 with script_log(snakemake.log[0]) as log:
     p = snakemake.params

@@ -3,8 +3,8 @@ overlap) and overlap_sets.parquet (each language's set: layer, neuron, lang, act
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.overlap import overlap_neurons, overlap_table
-from polyneuron.stats import load_act_prob
+from polyneuron.neurons.overlap import overlap_neurons, overlap_table
+from polyneuron.neurons.stats import load_act_prob
 
 with script_log(snakemake.log[0]) as log:
     p = snakemake.params

@@ -10,7 +10,7 @@ import polars as pl
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.refusal_directions import cosine_matrix
+from polyneuron.neurons.refusal import cosine_matrix
 from polyneuron.tensors import read_tensors, write_tensors
 
 with script_log(snakemake.log[0]) as log:

@@ -5,10 +5,10 @@ share a relation's neurons)."""
 import polars as pl
 import torch
 
-from polyneuron.extract import read_split
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.relation_neurons import (
+from polyneuron.model.extract import read_split
+from polyneuron.neurons.relations import (
     average_precision,
     classification_rows,
     scaled_top_n,

@@ -5,7 +5,7 @@ import polars as pl
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.task_neurons import neuron_frame, overlap_frame, read_attribution, top_mask
+from polyneuron.neurons.tasks import neuron_frame, overlap_frame, read_attribution, top_mask
 
 with script_log(snakemake.log[0]) as log:
     p = snakemake.params

@@ -4,7 +4,7 @@ import polars as pl
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.value_neurons import value_table
+from polyneuron.neurons.values import value_table
 
 with script_log(snakemake.log[0]) as log:
     p = snakemake.params

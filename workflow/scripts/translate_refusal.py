@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.refusal import TRANSLATION_SCHEMA, read_precomputed
+from polyneuron.probes.refusal import TRANSLATION_SCHEMA, read_precomputed
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
@@ -16,14 +16,14 @@ with script_log(snakemake.log[0]) as log:
     else:
         import torch
 
-        from polyneuron.translate import check_translations
+        from polyneuron.probes.translate import check_translations
 
         torch.set_num_threads(snakemake.threads)
         texts = source["text"].to_list()
         bar = tqdm(total=len(texts), desc=f"{wc.translator} → {wc.lang}", unit="prompt")
         s = p.settings
         if wc.translator == "hf":
-            from polyneuron.translate import load_seq2seq, translate_seq2seq
+            from polyneuron.probes.translate import load_seq2seq, translate_seq2seq
 
             model, tokenizer = load_seq2seq(p.mt_model, s["dtype"], s["device"])
             out = translate_seq2seq(
@@ -39,8 +39,8 @@ with script_log(snakemake.log[0]) as log:
                 progress=bar.update,
             )
         else:
-            from polyneuron.models import ModelSpec, load_prepared
-            from polyneuron.translate import translate_causal
+            from polyneuron.model.load import ModelSpec, load_prepared
+            from polyneuron.probes.translate import translate_causal
 
             spec = ModelSpec(name=s["model"], source=snakemake.input.model, **p.model)
             model, tokenizer, _ = load_prepared(spec, snakemake.input.model)

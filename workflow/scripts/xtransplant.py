@@ -1,16 +1,16 @@
 """XTransplant: results/ablation/{model}/xtransplant.parquet, the object's prefix accuracy on the
 relation test prompts of each language with English's FFN output of the same fact transplanted
 at one layer's last position, and back, beside a control transplanting another fact's output
-(polyneuron.xtransplant.SCHEMA: ABLATION_SCHEMA and the layer)."""
+(polyneuron.evaluate.xtransplant.SCHEMA: ABLATION_SCHEMA and the layer)."""
 
 import torch
 
 from polyneuron import PolyneuronError
-from polyneuron.extract import read_split
+from polyneuron.evaluate.xtransplant import best_layers, facts_of, parallel_facts, xtransplant_frame
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.models import ModelSpec, load_prepared
-from polyneuron.xtransplant import best_layers, facts_of, parallel_facts, xtransplant_frame
+from polyneuron.model.extract import read_split
+from polyneuron.model.load import ModelSpec, load_prepared
 
 with script_log(snakemake.log[0]) as log:
     p, wc, inp = snakemake.params, snakemake.wildcards, snakemake.input

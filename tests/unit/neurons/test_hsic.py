@@ -1,0 +1,134 @@
+"""HSIC bridge scores against a direct O(n²) computation written here, on small tensors."""
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from safetensors import safe_open
+
+from polyneuron.neurons.hsic import (
+    align_pairs,
+    hsic_matrix,
+    layer_score,
+    rank_bridges,
+    rbf_kernels,
+    zscore,
+)
+from polyneuron.tensors import safetensors_array
+
+
+def direct_hsic(x: list[float], y: list[float], normalised: bool) -> float:
+    """tr(K H L H) with explicit loops: z-score, median-distance RBF, centring matrix."""
+    n = len(x)
+
+    def z(values):
+        mean = sum(values) / n
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / n)
+        return [(v - mean) / std if std > 0 else 0.0 for v in values]
+
+    def kernel(values):
+        zs = z(values)
+        dists = sorted(abs(zs[a] - zs[b]) for a in range(n) for b in range(a + 1, n))
+        m = len(dists)
+        sigma = dists[m // 2] if m % 2 else dists[m // 2 - 1]  # torch's median: the lower one
+        sigma = sigma if sigma > 0 else 1.0
+        return [
+            [math.exp(-((zs[a] - zs[b]) ** 2) / (2 * sigma**2)) for b in range(n)] for a in range(n)
+        ]
+
+    k, l_ = kernel(x), kernel(y)
+    h = [[(1.0 if a == b else 0.0) - 1.0 / n for b in range(n)] for a in range(n)]
+
+    def mul(p, q):
+        return [[sum(p[a][c] * q[c][b] for c in range(n)) for b in range(n)] for a in range(n)]
+
+    product = mul(mul(mul(k, h), l_), h)
+    trace = sum(product[a][a] for a in range(n))
+    return trace / (n - 1) ** 2 if normalised else trace
+
+
+@pytest.mark.parametrize("normalised", [False, True])
+def test_hsic_matrix_matches_the_direct_formula(normalised):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 3, generator=gen)
+    y = torch.randn(7, 2, generator=gen)
+    y[:, 1] = x[:, 0] ** 2  # a dependent pair
+    got = hsic_matrix(x, y, normalised)
+    assert got.shape == (3, 2)
+    for i in range(3):
+        for j in range(2):
+            want = direct_hsic(x[:, i].tolist(), y[:, j].tolist(), normalised)
+            assert got[i, j].item() == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_dependent_neurons_score_higher_than_independent_ones():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 1, generator=gen)
+    y = torch.cat([x * 3 + 1, torch.randn(40, 1, generator=gen)], dim=1)
+    scores = hsic_matrix(x, y)
+    assert scores[0, 0] > 3 * scores[0, 1]
+
+
+def test_constant_neuron_has_zero_scores():
+    x = torch.ones(5, 1)
+    y = torch.randn(5, 2)
+    assert torch.equal(zscore(x), torch.zeros(5, 1))
+    assert torch.allclose(rbf_kernels(x), torch.ones(1, 5, 5, dtype=torch.float64))
+    assert torch.allclose(hsic_matrix(x, y), torch.zeros(1, 2, dtype=torch.float64), atol=1e-12)
+
+
+def test_layer_score_averages_the_best_match_both_ways():
+    scores = torch.tensor([[1.0, 4.0, 0.0], [2.0, 0.0, 3.0]])
+    # rows: max 4 and 3 -> 3.5; columns: max 2, 4, 3 -> 3
+    assert layer_score(scores) == pytest.approx(0.5 * (3.5 + 3.0))
+    assert math.isnan(layer_score(torch.zeros(0, 3)))
+
+
+def test_streamed_safetensors_file_reads_back(tmp_path):
+    path = tmp_path / "x.safetensors"
+    with safetensors_array(path, "activations", (4, 2, 3), metadata={"split": "train"}) as out:
+        out[[2, 0], 1, :] = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float16)
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata() == {"split": "train"}
+        tensor = f.get_tensor("activations")
+    assert tensor.dtype == torch.float16 and tensor.shape == (4, 2, 3)
+    assert tensor[2, 1].tolist() == [1, 2, 3] and tensor[0, 1].tolist() == [4, 5, 6]
+    assert tensor[1].abs().sum() == 0
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    path = tmp_path / "x.safetensors"
+    with pytest.raises(RuntimeError), safetensors_array(path, "a", (2, 2)):
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_align_pairs_takes_each_shared_pair_once_in_target_order():
+    target = ["dog", "cat", "sun", "dog"]
+    candidate = ["sun", "dog", "moon", "dog"]
+    assert align_pairs(target, candidate, max_pairs=10) == ([0, 2], [1, 0])
+    rows_t, rows_c = align_pairs([f"w{i}" for i in range(50)], [f"w{i}" for i in range(50)], 5, 0)
+    assert len(rows_t) == 5 and rows_t == sorted(rows_t) and rows_t == rows_c
+    assert (rows_t, rows_c) == align_pairs(
+        [f"w{i}" for i in range(50)], [f"w{i}" for i in range(50)], 5, 0
+    )
+
+
+def test_bridges_are_ranked_by_the_mean_over_the_window():
+    scores = pl.DataFrame(
+        {
+            "target": ["sw"] * 6,
+            "candidate": ["en", "en", "en", "fr", "fr", "fr"],
+            "layer": [0, 1, 2, 0, 1, 2],
+            "score": [9.0, 1.0, 1.0, 0.0, 2.0, float("nan")],
+        }
+    )
+    everywhere = rank_bridges(scores, None)
+    best = everywhere.filter("selected")
+    assert set(best["candidate"]) == {"en"} and best["window_score"][0] == pytest.approx(11 / 3)
+    fr = everywhere.filter(pl.col("candidate") == "fr")
+    assert fr["window_score"][0] == pytest.approx(1.0) and fr["rank"][0] == 2  # NaN skipped
+    middle = rank_bridges(scores, [1, 2])
+    assert set(middle.filter("selected")["candidate"]) == {"fr"}

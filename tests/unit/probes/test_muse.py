@@ -1,0 +1,111 @@
+import polars as pl
+import pytest
+
+from polyneuron import PolyneuronError
+from polyneuron.plan.languages import LANGUAGE_NAMES
+from polyneuron.probes.muse import build_probes, find_dictionary, pivot_pairs, read_dictionary
+
+
+def test_reader_splits_on_any_whitespace_and_keeps_every_gold_translation(tmp_path):
+    path = tmp_path / "en-de.txt"
+    path.write_text("water wasser\nwater\tgewässer\n\nhouse   haus\n", encoding="utf-8")
+    frame, malformed = read_dictionary(path)
+    assert frame.rows() == [("water", "wasser", 1), ("water", "gewässer", 2), ("house", "haus", 4)]
+    assert not malformed
+
+
+def test_reader_reports_malformed_lines_by_number_and_skips_them(tmp_path):
+    path = tmp_path / "en-fr.txt"
+    path.write_text("water eau\nlonely\na b c\ndog chien\n", encoding="utf-8")
+    frame, malformed = read_dictionary(path, on_malformed="skip")
+    assert frame["src"].to_list() == ["water", "dog"]
+    assert malformed.line_numbers == [2, 3]
+    assert "2 malformed line(s)" in malformed.describe()
+    assert "en-fr.txt" in malformed.describe()
+
+
+def test_reader_fails_on_malformed_lines_when_asked(tmp_path):
+    path = tmp_path / "en-fr.txt"
+    path.write_text("water eau\nlonely\n", encoding="utf-8")
+    with pytest.raises(PolyneuronError, match=r"en-fr.txt: 1 malformed line\(s\).*line\(s\) 2"):
+        read_dictionary(path, on_malformed="fail")
+
+
+def test_reader_names_file_and_line_of_undecodable_bytes(tmp_path):
+    path = tmp_path / "en-ru.txt"
+    path.write_bytes("water вода\n".encode() + b"dog \xff\xfe\n")
+    with pytest.raises(PolyneuronError, match=r"en-ru.txt:2: not valid UTF-8"):
+        read_dictionary(path)
+
+
+def test_find_dictionary_prefers_pivot_first_and_reads_reverse_files_swapped(tmp_path):
+    (tmp_path / "de-en.txt").write_text("hund dog\n", encoding="utf-8")
+    path, swapped = find_dictionary(tmp_path, "en", "de")
+    assert (path.name, swapped) == ("de-en.txt", True)
+    frame, _ = read_dictionary(path)
+    assert pivot_pairs(frame, swapped).rows() == [("dog", "hund")]
+    (tmp_path / "en-de.txt").write_text("dog hund\n", encoding="utf-8")
+    assert find_dictionary(tmp_path, "en", "de") == (tmp_path / "en-de.txt", False)
+
+
+def test_missing_dictionary_names_language_and_folder(tmp_path):
+    with pytest.raises(PolyneuronError, match=r"no dictionary for language 'sw' in .*en-sw.txt"):
+        find_dictionary(tmp_path, "en", "sw")
+
+
+def pairs(rows):
+    return pl.DataFrame(rows, schema=["pivot", "foreign"], orient="row")
+
+
+def test_probes_follow_bridgex_prompt_and_align_languages_by_pivot_word():
+    probes = build_probes(
+        {
+            "de": pairs(
+                [("water", "wasser"), ("water", "gewässer"), ("radio", "radio"), ("dog", "hund")]
+            ),
+            "fr": pairs([("dog", "chien"), ("water", "eau")]),
+        },
+        {"de": "en-de.txt", "fr": "en-fr.txt"},
+        pivot="en",
+        languages=["en", "de", "fr"],
+        names=LANGUAGE_NAMES,
+        max_words=10,
+    )
+    de = probes["de"]
+    assert de["text"].to_list() == ['German: "wasser" → English:', 'German: "hund" → English:']
+    assert de["pair_id"].to_list() == ["water", "dog"]  # "radio radio" dropped as identical
+    assert de["answers"].to_list() == [["water"], ["dog"]]
+    text, start, end = de.row(0, named=True)["text"], de["word_start"][0], de["word_end"][0]
+    assert text[start:end] == "wasser"
+    # the pivot's words: best dictionary rank first (water: 0 in de, dog: 0 in fr -> tie,
+    # alphabetical), each prompted into the other languages in turn
+    en = probes["en"]
+    assert en["pair_id"].to_list() == ["dog", "water"]
+    assert en["text"].to_list() == ['English: "dog" → German:', 'English: "water" → French:']
+    assert en["answers"].to_list() == [["hund"], ["eau"]]
+    assert probes["fr"]["id"].to_list() == ["fr-00000", "fr-00001"]
+
+
+def test_probes_keep_the_most_frequent_words_first():
+    probes = build_probes(
+        {"de": pairs([("one", "eins"), ("two", "zwei"), ("three", "drei")])},
+        {"de": "en-de.txt"},
+        "en",
+        ["en", "de"],
+        LANGUAGE_NAMES,
+        max_words=2,
+    )
+    assert probes["de"]["word"].to_list() == ["eins", "zwei"]
+    assert probes["en"]["word"].to_list() == ["one", "two"]
+
+
+def test_language_empty_after_filtering_names_its_file():
+    with pytest.raises(PolyneuronError, match=r"en-de.txt: no usable en-de pairs"):
+        build_probes(
+            {"de": pairs([("radio", "radio")])},
+            {"de": "en-de.txt"},
+            "en",
+            ["en", "de"],
+            LANGUAGE_NAMES,
+            5,
+        )

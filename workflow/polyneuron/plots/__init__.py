@@ -1,0 +1,1 @@
+"""Figures: every plot the workflow draws, one PDF per figure."""
