@@ -15,18 +15,20 @@ from tiny import FAMILIES
 from torch import nn
 
 from polyneuron.evaluate.interventions import (
-    activation_addition,
     bootstrap_ci,
-    compose,
     deactivate_neurons,
-    ffn_output_module,
-    ffn_transplant,
     neuron_set_from_frame,
     paired_delta_ci,
     random_control,
-    record_mlp_output,
 )
 from polyneuron.model.adapters import activation_modules, decoder_layers
+from polyneuron.model.steer import (
+    activation_addition,
+    compose,
+    ffn_output_module,
+    ffn_transplant,
+    record_mlp_output,
+)
 
 TEXTS = ['English: "water" → German:', "the quick brown fox", 'French: "eau" → English:']
 OTHER = ["der schnelle braune Fuchs springt", "水", "le renard brun rapide saute"]

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from polyneuron import PolyneuronError
-from polyneuron.evaluate.interventions import ffn_output_module, record_mlp_output
 from polyneuron.evaluate.xtransplant import (
     SCHEMA,
     Facts,
@@ -26,6 +25,7 @@ from polyneuron.evaluate.xtransplant import (
     xtransplant_frame,
 )
 from polyneuron.model.adapters import decoder_layers
+from polyneuron.model.steer import ffn_output_module, record_mlp_output
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")

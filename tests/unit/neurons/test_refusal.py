@@ -15,12 +15,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from polyneuron import PolyneuronError
 from polyneuron.model.adapters import decoder_layers, residual_writers
+from polyneuron.model.steer import activation_addition, directional_ablation
 from polyneuron.neurons.refusal import (
     ChatPrompts,
     ValidationSet,
-    activation_addition,
     cosine_matrix,
-    directional_ablation,
     encode_chat,
     first_pruned_layer,
     keep_by_baseline,

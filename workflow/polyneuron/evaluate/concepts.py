@@ -301,7 +301,8 @@ def encode_cloze(
     tokenizer, prompts: Sequence[str], answers: Sequence[Sequence[str]], answer_prefix: str
 ) -> tuple[list[Encoded], list[list[int]]]:
     """Cloze prompts as the logit lens reads them (``prompt`` and ``answer_prefix`` without its
-    trailing whitespace, :func:`polyneuron.neurons.logit_lens.lens_prompt`), scored at the last token,
+    trailing whitespace,
+    :func:`polyneuron.neurons.logit_lens.lens_prompt`), scored at the last token,
     with each prompt's accepted first tokens: those of its answers as they follow the prefix
     (:func:`polyneuron.neurons.logit_lens.answer_token_ids`)."""
     if len(prompts) != len(answers):

@@ -383,7 +383,8 @@ def intervention_matrix(
 ) -> pl.DataFrame:
     """Run ``evaluate()`` (every evaluated key's scores) once on the plain model, then with
     each set of ``sets`` switched off (``mode`` and ``factor``/``means`` as
-    :func:`polyneuron.evaluate.interventions.deactivate_neurons` takes them) and with a random control
+    :func:`polyneuron.evaluate.interventions.deactivate_neurons` takes them) and with a random
+    control
     per seed: as many neurons per layer, drawn from outside the set
     (:func:`polyneuron.evaluate.interventions.random_control`). ``rows`` turns each intervention's
     scores into rows against the baseline's.

@@ -39,12 +39,8 @@ from tqdm import tqdm
 
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA, mean_metric_rows
 from polyneuron.model.extract import pad_token_id
-from polyneuron.neurons.refusal import (
-    ChatPrompts,
-    activation_addition,
-    directional_ablation,
-    refusal_scores,
-)
+from polyneuron.model.steer import activation_addition, directional_ablation
+from polyneuron.neurons.refusal import ChatPrompts, refusal_scores
 from polyneuron.probes.refusal import is_refusal
 
 __all__ = [

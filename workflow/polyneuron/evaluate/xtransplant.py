@@ -3,9 +3,10 @@
 For each fact of the relation probes, the source language's prompt runs plain and each layer's
 FFN output at its last position is recorded; the target language's prompt of the same fact
 then runs with one layer's FFN output at its last position replaced by that vector
-(:func:`polyneuron.evaluate.interventions.ffn_transplant`). The metric is the object's prefix accuracy:
+(:func:`polyneuron.model.steer.ffn_transplant`). The metric is the object's prefix accuracy:
 the greedy next token is the first token of one of the object's answers as it follows the
-prompt (:func:`polyneuron.neurons.logit_lens.answer_token_ids`). The control transplants the vector of
+prompt (:func:`polyneuron.neurons.logit_lens.answer_token_ids`). The control transplants the
+vector of
 another fact's source prompt (a seeded derangement of the facts).
 
 A transplant at the last position changes nothing before it, so every prompt's other
@@ -26,10 +27,10 @@ from torch import nn
 from tqdm import tqdm
 
 from polyneuron import PolyneuronError
-from polyneuron.evaluate.interventions import ffn_output_module, ffn_transplant
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA, mean_metric_rows
 from polyneuron.model.adapters import decoder_layers
 from polyneuron.model.extract import pad_token_id
+from polyneuron.model.steer import ffn_output_module, ffn_transplant
 from polyneuron.neurons.logit_lens import answer_prefix_for, answer_token_ids, lens_prompt
 
 __all__ = [

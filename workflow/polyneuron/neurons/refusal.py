@@ -19,7 +19,6 @@ are discarded; the lowest ablation score wins.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import polars as pl
@@ -28,8 +27,9 @@ from torch import nn
 from tqdm import tqdm
 
 from polyneuron import PolyneuronError
-from polyneuron.model.adapters import decoder_body, decoder_layers, residual_writers, unembed
+from polyneuron.model.adapters import decoder_body, decoder_layers, unembed
 from polyneuron.model.extract import pad_token_id
+from polyneuron.model.steer import activation_addition, directional_ablation, hidden_arg
 
 SENTINEL = "<<polyneuron-instruction>>"
 EPS = 1e-8
@@ -112,16 +112,6 @@ def _collate(prompts: ChatPrompts, rows: Sequence[int], pad: int, device: torch.
     return ids.to(device), attention.to(device), lengths.to(device)
 
 
-def _hidden_arg(args: tuple, kwargs: dict) -> torch.Tensor:
-    return args[0] if args else kwargs["hidden_states"]
-
-
-def _replace_hidden(args: tuple, kwargs: dict, hidden: torch.Tensor) -> tuple[tuple, dict]:
-    if args:
-        return (hidden, *args[1:]), kwargs
-    return args, {**kwargs, "hidden_states": hidden}
-
-
 def mean_residuals(
     model: nn.Module,
     tokenizer,
@@ -144,7 +134,7 @@ def mean_residuals(
 
     def hook(layer: int):
         def pre(_module, args, kwargs):
-            hidden = _hidden_arg(args, kwargs)
+            hidden = hidden_arg(args, kwargs)
             rows = torch.arange(hidden.shape[0], device=device)[:, None]
             total[:, layer] += hidden[rows, positions[0]].sum(0).to(torch.float64)
 
@@ -203,62 +193,6 @@ def kl_divergence(base: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     log_p = torch.log_softmax(base.double(), dim=-1)
     log_q = torch.log_softmax(other.double(), dim=-1)
     return (log_p.exp() * (log_p - log_q)).sum(-1)
-
-
-def _first(output):
-    return output[0] if isinstance(output, tuple) else output
-
-
-def _with_first(output, value):
-    return (value, *output[1:]) if isinstance(output, tuple) else value
-
-
-@contextmanager
-def directional_ablation(model: nn.Module, direction: torch.Tensor) -> Iterator[None]:
-    """Remove ``direction`` from every layer's input and every attention/MLP output while the
-    context is open: x ← x − (x·r̂)r̂."""
-    layers = decoder_layers(model)
-    first = next(model.parameters())
-    unit = direction.to(first.device, torch.float32)
-    unit = unit / unit.norm()
-
-    def ablate(x: torch.Tensor) -> torch.Tensor:
-        r = unit.to(x.dtype)
-        return x - (x @ r)[..., None] * r
-
-    def pre(_module, args, kwargs):
-        return _replace_hidden(args, kwargs, ablate(_hidden_arg(args, kwargs)))
-
-    def post(_module, _inputs, output):
-        return _with_first(output, ablate(_first(output)))
-
-    handles = [layer.register_forward_pre_hook(pre, with_kwargs=True) for layer in layers]
-    for writers in residual_writers(model):
-        handles += [module.register_forward_hook(post) for module in writers]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextmanager
-def activation_addition(
-    model: nn.Module, vector: torch.Tensor, layer: int, coeff: float = 1.0
-) -> Iterator[None]:
-    """Add ``coeff · vector`` to layer ``layer``'s input at every position."""
-    first = next(model.parameters())
-    add = (coeff * vector).to(first.device, torch.float32)
-
-    def pre(_module, args, kwargs):
-        hidden = _hidden_arg(args, kwargs)
-        return _replace_hidden(args, kwargs, hidden + add.to(hidden.dtype))
-
-    handle = decoder_layers(model)[layer].register_forward_pre_hook(pre, with_kwargs=True)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 def first_pruned_layer(n_layers: int, prune_layer_rate: float) -> int:

@@ -3,7 +3,8 @@ upholds a value (``support``) or goes against it (``conflict``).
 
 For each value, activation probabilities ``p[layer, neuron, condition]`` over the value's
 stories under the two conditions are scored like LAPE scores languages
-(:mod:`polyneuron.neurons.lape`): entropy of the normalised probabilities over the conditions, neurons
+(:mod:`polyneuron.neurons.lape`): entropy of the normalised probabilities over the conditions,
+neurons
 whose larger probability is not above τ (the ``filter_rate`` quantile of the value's
 probabilities) excluded, and the lowest-entropy ``top_rate`` of all neurons kept. The second
 score is the activation difference, mean activation under support minus under conflict.

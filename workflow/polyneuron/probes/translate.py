@@ -1,7 +1,8 @@
 """Machine translation of probe prompts: Hugging Face seq2seq MT models and prompted causal LMs.
 
 Three translators exist (config ``probes.refusal.translator``): ``precomputed`` (files, read by
-:func:`polyneuron.probes.refusal.read_precomputed`), ``hf`` (an NLLB, M2M100 or Marian model by id or
+:func:`polyneuron.probes.refusal.read_precomputed`), ``hf`` (an NLLB, M2M100 or Marian model by
+id or
 path, :func:`translate_seq2seq`) and ``llm`` (a causal LM from ``models:`` asked to translate,
 :func:`translate_causal`). MT models name languages in their own code; :func:`target_code`
 maps ISO 639-1 to it and fails for a language the model has no code for.
