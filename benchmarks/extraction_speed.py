@@ -29,13 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 from polyneuron.model.adapters import activation_modules, decoder_body, neurons_per_layer  # noqa: E402
-from polyneuron.model.extract import (  # noqa: E402
-    collate,
-    collect_stats,
-    encode,
-    pad_token_id,
-    plan_batches,
-)
+from polyneuron.model.batches import collate, encode, pad_token_id, plan_batches  # noqa: E402
+from polyneuron.model.extract import collect_stats  # noqa: E402
 from polyneuron.model.hooks import NeuronStats, StatsCollector  # noqa: E402
 from polyneuron.model.load import ModelSpec, load_prepared  # noqa: E402
 from polyneuron.plan.languages import LANGUAGE_NAMES  # noqa: E402

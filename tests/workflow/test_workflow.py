@@ -266,7 +266,7 @@ def test_shards_add_up_to_the_whole_probe_set(finished):
     assert parts[0]["n_tokens"][0] > 0 and parts[1]["n_tokens"][0] > 0
     from transformers import AutoTokenizer
 
-    from polyneuron.model.extract import encode
+    from polyneuron.model.batches import encode
 
     tokenizer = AutoTokenizer.from_pretrained(finished / "resources/models/tiny-llama")
     expected = sum(sum(e.counted) for e in encode(tokenizer, de["text"].to_list()))

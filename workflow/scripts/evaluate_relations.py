@@ -9,7 +9,8 @@ import torch
 from polyneuron.evaluate.concepts import relation_matrix, summarize
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.model.extract import pad_token_id, read_split
+from polyneuron.model.batches import pad_token_id
+from polyneuron.model.extract import read_split
 from polyneuron.model.load import ModelSpec, load_prepared
 
 with script_log(snakemake.log[0]) as log:

@@ -10,7 +10,8 @@ from polyneuron.evaluate.concepts import summarize, task_matrix
 from polyneuron.evaluate.interventions import neuron_set_from_frame
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.model.extract import pad_token_id, read_split
+from polyneuron.model.batches import pad_token_id
+from polyneuron.model.extract import read_split
 from polyneuron.model.load import ModelSpec, load_prepared
 
 with script_log(snakemake.log[0]) as log:

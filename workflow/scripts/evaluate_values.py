@@ -10,7 +10,7 @@ from polyneuron.evaluate.concepts import summarize, value_matrix
 from polyneuron.evaluate.interventions import neuron_set_from_frame
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.model.extract import pad_token_id
+from polyneuron.model.batches import pad_token_id
 from polyneuron.model.load import ModelSpec, load_prepared
 from polyneuron.probes.values import VALUES
 

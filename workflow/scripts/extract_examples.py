@@ -6,7 +6,8 @@ import torch
 
 from polyneuron.logs import script_log
 from polyneuron.model.adapters import activation_modules, neurons_per_layer
-from polyneuron.model.extract import collect_example_means, encode, read_split
+from polyneuron.model.batches import encode
+from polyneuron.model.extract import collect_example_means, read_split
 from polyneuron.model.load import ModelSpec, load_prepared
 from polyneuron.tensors import safetensors_array
 

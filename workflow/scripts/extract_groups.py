@@ -6,7 +6,8 @@ import torch
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.model.extract import collect_stats, encode, read_split
+from polyneuron.model.batches import encode
+from polyneuron.model.extract import collect_stats, read_split
 from polyneuron.model.load import ModelSpec, load_prepared
 
 with script_log(snakemake.log[0]) as log:

@@ -15,6 +15,7 @@ import torch
 from conftest import minimal_config
 
 import polyneuron.evaluate.concepts as concept_eval
+import polyneuron.model.adapters as adapters
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.concepts import (
     RELATION_SCHEMA,
@@ -35,7 +36,7 @@ from polyneuron.evaluate.concepts import (
 )
 from polyneuron.evaluate.interventions import deactivate_neurons, random_control
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA
-from polyneuron.model.extract import Encoded, encode, pad_token_id
+from polyneuron.model.batches import Encoded, encode, pad_token_id
 from polyneuron.plan.config import check_config
 from polyneuron.probes.values import QUESTION_FALLBACK, QUESTION_PROMPTS
 
@@ -147,7 +148,7 @@ def test_next_token_scores_match_full_logits_one_prompt_at_a_time(load, family, 
         marked.append(Encoded(e.input_ids, scored))
         candidates.append([list(rng.integers(0, len(tokenizer), 3)) for _ in range(sum(scored))])
     # small batches with padding inside them, logits two positions at a time
-    monkeypatch.setattr(concept_eval, "_LOGIT_ELEMENTS", 2 * model.config.vocab_size)
+    monkeypatch.setattr(adapters, "LOGIT_ELEMENTS", 2 * model.config.vocab_size)
     scores = next_token_scores(
         model, marked, candidates, pad_token_id(tokenizer), CPU, batch_tokens=48,
         max_batch_size=2,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import polyneuron.evaluate.matrix as evaluation
+import polyneuron.model.adapters as adapters
 from polyneuron.evaluate.interventions import (
     deactivate_neurons,
     neuron_set_from_frame,
@@ -67,7 +68,7 @@ def test_text_nll_matches_a_direct_computation(load, family, monkeypatch):
     want_nll, want_tokens = direct_nll(model, tokenizer, TEXTS)
     assert want_tokens[3] == 0 and len(set(want_tokens)) >= 4  # lengths differ
     # small batches (padding inside them) and logits a few positions at a time
-    monkeypatch.setattr(evaluation, "_LOGIT_ELEMENTS", 7 * model.config.vocab_size)
+    monkeypatch.setattr(adapters, "LOGIT_ELEMENTS", 7 * model.config.vocab_size)
     nll, tokens = text_nll(model, tokenizer, TEXTS, CPU, batch_tokens=64, max_batch_size=3)
     assert nll.dtype == torch.float64 and tokens.dtype == torch.long
     assert tokens.tolist() == want_tokens

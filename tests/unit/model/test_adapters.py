@@ -5,7 +5,8 @@ from tiny import FAMILIES
 
 from polyneuron import PolyneuronError
 from polyneuron.model.adapters import SUPPORTED_MODEL_TYPES, activation_modules, adapter_for
-from polyneuron.model.extract import collect_stats, encode
+from polyneuron.model.batches import encode
+from polyneuron.model.extract import collect_stats
 from polyneuron.model.load import ModelSpec, load_prepared
 
 ACTIVATIONS = {

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from polyneuron import PolyneuronError
-from polyneuron.model.extract import collect_stats, encode, plan_batches, shard_rows
+from polyneuron.model.batches import encode, plan_batches, shard_rows
+from polyneuron.model.extract import collect_stats
 from polyneuron.model.load import ModelSpec, load_prepared
 
 
@@ -52,13 +53,13 @@ def test_padding_never_counts(tiny_models):
 
 
 def test_encode_in_chunks_matches_one_pass(tiny_models, monkeypatch):
-    import polyneuron.model.extract as extract
+    import polyneuron.model.batches as batches
 
     _, tokenizer, _ = load(tiny_models["llama"])
     texts = [f'English: "dog {i}" → German:' for i in range(5)]
     spans = [(10, 15)] * 5
     whole = encode(tokenizer, texts, spans)
-    monkeypatch.setattr(extract, "ENCODE_CHUNK", 2)
+    monkeypatch.setattr(batches, "ENCODE_CHUNK", 2)
     chunked = encode(tokenizer, texts, spans)
     assert [(list(e.input_ids), e.counted) for e in chunked] == [
         (list(e.input_ids), e.counted) for e in whole

@@ -26,7 +26,7 @@ from torch import nn
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.interventions import NeuronSet
 from polyneuron.evaluate.matrix import intervention_matrix, mean_metric_rows
-from polyneuron.model.extract import pad_token_id
+from polyneuron.model.batches import pad_token_id
 from polyneuron.neurons.overlap import overlap_sets
 from polyneuron.probes.muse import (
     Malformed,

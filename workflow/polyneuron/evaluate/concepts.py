@@ -38,12 +38,11 @@ from polyneuron import PolyneuronError
 from polyneuron.evaluate.interventions import NeuronSet, neuron_set_from_frame
 from polyneuron.evaluate.matrix import (
     ABLATION_SCHEMA,
-    _vocab_size,
     intervention_matrix,
     mean_metric_rows,
 )
-from polyneuron.model.adapters import decoder_body, unembed
-from polyneuron.model.extract import Encoded, collate, encode, plan_batches
+from polyneuron.model.adapters import decoder_body, logit_rows, unembed
+from polyneuron.model.batches import Encoded, collate, encode, plan_batches
 from polyneuron.neurons.logit_lens import (
     answer_prefix_for,
     answer_token_ids,
@@ -83,8 +82,6 @@ RELATION_SCHEMA: dict[str, pl.DataType] = {
     "fraction": pl.Float64(),
 }
 
-#: logits computed at once: at most this many elements (float32: 256 MiB)
-_LOGIT_ELEMENTS = 1 << 26
 #: what separates the answer cue from an option's label in spaced languages ("Answer: A")
 OPTION_PREFIX = " "
 
@@ -140,7 +137,7 @@ def next_token_scores(
     wanted = torch.tensor(
         [ids for per_example in candidates for ids in per_example], dtype=torch.long
     ).reshape(total, k)
-    chunk = max(1, _LOGIT_ELEMENTS // max(1, _vocab_size(model)))
+    chunk = logit_rows(model)
     body = decoder_body(model)
     scored_examples = [i for i, count in enumerate(n_scored) if count]
     batches = plan_batches(

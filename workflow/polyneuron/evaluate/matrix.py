@@ -39,8 +39,8 @@ from polyneuron.evaluate.interventions import (
     paired_delta_ci,
     random_control,
 )
-from polyneuron.model.adapters import decoder_body, neurons_per_layer, unembed
-from polyneuron.model.extract import Encoded, collate, encode, pad_token_id, plan_batches
+from polyneuron.model.adapters import decoder_body, logit_rows, neurons_per_layer, unembed
+from polyneuron.model.batches import Encoded, collate, encode, pad_token_id, plan_batches
 
 __all__ = [
     "ABLATION_SCHEMA",
@@ -80,8 +80,6 @@ ABLATION_SCHEMA: dict[str, pl.DataType] = {
 
 CONTROLS = ("none", "random")
 
-#: logits computed at once: at most this many elements (float32: 256 MiB)
-_LOGIT_ELEMENTS = 1 << 26
 #: resampled texts drawn per block in the bootstrap
 _BLOCK_ELEMENTS = 1 << 24
 
@@ -116,7 +114,7 @@ def encoded_nll(
             rows, targets = rows[predicts], ids[:, 1:][predicts]
             states = hidden[:, :-1][predicts.to(hidden.device)]
             sums = torch.zeros(len(indices), dtype=torch.float64, device=ids.device)
-            chunk = max(1, _LOGIT_ELEMENTS // max(1, _vocab_size(model)))
+            chunk = logit_rows(model)
             for start in range(0, len(targets), chunk):
                 logits = unembed(model, states[start : start + chunk]).float()
                 logp = torch.log_softmax(logits, dim=-1)
@@ -126,15 +124,6 @@ def encoded_nll(
                 )
             nll[torch.tensor(indices)] = sums.cpu()
     return nll, n_tokens
-
-
-def _vocab_size(model: nn.Module) -> int:
-    embeddings = model.get_output_embeddings()
-    weight = getattr(embeddings, "weight", None)
-    if weight is not None:
-        return int(weight.shape[0])
-    config = getattr(model.config, "text_config", None) or model.config
-    return int(config.vocab_size)
 
 
 def text_nll(

@@ -38,7 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA, mean_metric_rows
-from polyneuron.model.extract import pad_token_id
+from polyneuron.model.batches import pad_token_id
 from polyneuron.model.steer import activation_addition, directional_ablation
 from polyneuron.neurons.refusal import ChatPrompts, refusal_scores
 from polyneuron.probes.refusal import is_refusal

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA, mean_metric_rows
 from polyneuron.model.adapters import decoder_layers
-from polyneuron.model.extract import pad_token_id
+from polyneuron.model.batches import pad_token_id
 from polyneuron.model.steer import ffn_output_module, ffn_transplant
 from polyneuron.neurons.logit_lens import answer_prefix_for, answer_token_ids, lens_prompt
 

@@ -148,3 +148,22 @@ def neurons_per_layer(config: object) -> int:
     if not width:
         raise PolyneuronError(f"cannot tell the FFN width of {type(config).__name__}")
     return int(width)
+
+
+#: logits computed at once: at most this many elements (float32: 256 MiB)
+LOGIT_ELEMENTS = 1 << 26
+
+
+def vocab_size(model: nn.Module) -> int:
+    """Rows of the unembedding (the logits' width)."""
+    embeddings = model.get_output_embeddings()
+    weight = getattr(embeddings, "weight", None)
+    if weight is not None:
+        return int(weight.shape[0])
+    config = getattr(model.config, "text_config", None) or model.config
+    return int(config.vocab_size)
+
+
+def logit_rows(model: nn.Module) -> int:
+    """Positions whose logits fit :data:`LOGIT_ELEMENTS` at once (at least one)."""
+    return max(1, LOGIT_ELEMENTS // max(1, vocab_size(model)))

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from polyneuron.model.adapters import decoder_body, decoder_layers, final_norm, unembed
-from polyneuron.model.extract import pad_token_id
+from polyneuron.model.batches import pad_token_id
 
 # (first code point, last code point, script), sorted and disjoint
 _SCRIPT_RANGES: tuple[tuple[int, int, str], ...] = (

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from polyneuron import PolyneuronError
 from polyneuron.model.adapters import decoder_body, decoder_layers, unembed
-from polyneuron.model.extract import pad_token_id
+from polyneuron.model.batches import pad_token_id
 from polyneuron.model.steer import activation_addition, directional_ablation, hidden_arg
 
 SENTINEL = "<<polyneuron-instruction>>"

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from polyneuron import PolyneuronError
 from polyneuron.model.adapters import activation_modules, decoder_body, neurons_per_layer, unembed
-from polyneuron.model.extract import Encoded, collate, encode, pad_token_id, plan_batches
+from polyneuron.model.batches import Encoded, collate, encode, pad_token_id, plan_batches
 from polyneuron.neurons.overlap import pairwise_overlap
 from polyneuron.neurons.relations import top_mask as top_k_mask
 from polyneuron.tensors import read_tensors, write_tensors
