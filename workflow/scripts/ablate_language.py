@@ -4,7 +4,6 @@ and with random sets of the same per-layer sizes over several seeds
 (polyneuron.evaluate.matrix.ABLATION_SCHEMA)."""
 
 import polars as pl
-import torch
 
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.interventions import neuron_set_from_frame
@@ -12,11 +11,10 @@ from polyneuron.evaluate.matrix import ablation_matrix, summarize_ablation
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.extract import read_split
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
-    torch.set_num_threads(snakemake.threads)
     if p.mode not in ("zero", "scale"):
         raise PolyneuronError(
             f"ablation mode {p.mode!r}: only 'zero' and 'scale' (with factor) are supported "
@@ -33,8 +31,9 @@ with script_log(snakemake.log[0]) as log:
         lang: read_split(path, p.split)["text"].to_list()[: p.max_texts]
         for lang, path in zip(p.languages, snakemake.input.texts, strict=True)
     }
-    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    model, tokenizer, device = load_job_model(
+        wc.model, snakemake.input.model, p.model, snakemake.threads
+    )
     frame = ablation_matrix(
         model, tokenizer, {lang: s for lang, s in sets.items() if s}, texts, p.seeds, device,
         mode=p.mode, factor=p.factor, batch_tokens=p.batch_tokens,

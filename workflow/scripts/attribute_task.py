@@ -4,19 +4,17 @@ results/activations/{model}/tasks/{task}.attribution.safetensors (tensor ``attri
 
 import time
 
-import torch
-
 from polyneuron.logs import script_log
 from polyneuron.model.extract import read_split
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 from polyneuron.neurons.tasks import attribute, encode_tasks, write_attribution
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
-    torch.set_num_threads(snakemake.threads)
     probes = read_split(snakemake.input.probes, p.split)
-    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    model, tokenizer, device = load_job_model(
+        wc.model, snakemake.input.model, p.model, snakemake.threads
+    )
     encoded = encode_tasks(tokenizer, probes["text"].to_list(), probes["target"].to_list())
     started = time.perf_counter()
     result = attribute(

@@ -4,7 +4,6 @@ with each bridge target's overlap neurons with its bridge language off, and with
 of the same per-layer sizes over several seeds (polyneuron.evaluate.matrix.ABLATION_SCHEMA)."""
 
 import polars as pl
-import torch
 
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.bli import BliItems, bli_matrix, bridge_sets, dictionary_tests
@@ -12,12 +11,11 @@ from polyneuron.evaluate.interventions import neuron_set_from_frame
 from polyneuron.evaluate.matrix import summarize_ablation
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 from polyneuron.neurons.stats import load_act_prob
 
 with script_log(snakemake.log[0]) as log:
     p, wc, inp = snakemake.params, snakemake.wildcards, snakemake.input
-    torch.set_num_threads(snakemake.threads)
     if p.mode not in ("zero", "scale"):
         raise PolyneuronError(f"ablation mode {p.mode!r}: BLI supports 'zero' and 'scale'")
     items = {}
@@ -46,8 +44,7 @@ with script_log(snakemake.log[0]) as log:
         sets.update(bridges)
         sizes = [f"{name} ({sum(map(len, s.values()))} neurons)" for name, s in bridges.items()]
         log.info("bridge sets: %s", ", ".join(sizes) or "none selected")
-    spec = ModelSpec(name=wc.model, source=inp.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, inp.model)
+    model, tokenizer, device = load_job_model(wc.model, inp.model, p.model, snakemake.threads)
     frame = bli_matrix(
         model, tokenizer, sets, items, p.seeds, device, mode=p.mode, factor=p.factor,
         max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, desc=f"{wc.model} BLI",

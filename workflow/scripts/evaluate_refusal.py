@@ -6,7 +6,6 @@ its harmless ones with each direction added, beside random directions over sever
 import json
 
 import polars as pl
-import torch
 
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.refusal import (
@@ -17,21 +16,19 @@ from polyneuron.evaluate.refusal import (
 )
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 from polyneuron.neurons.refusal import encode_chat, refusal_token_ids
 from polyneuron.probes.refusal import KINDS, read_phrases
 from polyneuron.tensors import read_tensors
 
 with script_log(snakemake.log[0]) as log:
     p, inp, wc = snakemake.params, snakemake.input, snakemake.wildcards
-    torch.set_num_threads(snakemake.threads)
     tensors, meta = read_tensors(inp.directions)
     layers = {lang: int(chosen["layer"]) for lang, chosen in json.loads(meta["selected"]).items()}
     directions = {
         lang: Direction(tensors[f"{lang}.selected"], layers[lang]) for lang in p.languages
     }
-    spec = ModelSpec(name=wc.model, source=inp.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, inp.model)
+    model, tokenizer, device = load_job_model(wc.model, inp.model, p.model, snakemake.threads)
     prompts = {}
     for lang, probe_path, phrase_path in zip(p.languages, inp.probes, inp.phrases, strict=True):
         test = pl.read_parquet(probe_path).filter(split="test")

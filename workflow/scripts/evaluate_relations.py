@@ -4,21 +4,20 @@ object) with the top 10%, 50%, 100% of each relation's neurons off, and with ran
 same per-layer sizes over several seeds (polyneuron.evaluate.concepts.RELATION_SCHEMA)."""
 
 import polars as pl
-import torch
 
 from polyneuron.evaluate.concepts import relation_matrix, summarize
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.batches import pad_token_id
 from polyneuron.model.extract import read_split
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
-    torch.set_num_threads(snakemake.threads)
     neurons = pl.read_parquet(snakemake.input.neurons)
-    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    model, tokenizer, device = load_job_model(
+        wc.model, snakemake.input.model, p.model, snakemake.threads
+    )
     frames = []
     for lang, path in zip(p.languages, snakemake.input.probes, strict=True):
         rows = read_split(path, "test")

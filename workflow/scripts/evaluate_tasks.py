@@ -4,7 +4,6 @@ and with random sets of the same per-layer sizes over several seeds: the task ×
 of specialisation and generalisation (polyneuron.evaluate.matrix.ABLATION_SCHEMA)."""
 
 import polars as pl
-import torch
 
 from polyneuron.evaluate.concepts import summarize, task_matrix
 from polyneuron.evaluate.interventions import neuron_set_from_frame
@@ -12,19 +11,19 @@ from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.batches import pad_token_id
 from polyneuron.model.extract import read_split
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
-    torch.set_num_threads(snakemake.threads)
     neurons = pl.read_parquet(snakemake.input.neurons)
     examples = {}
     for task, path in zip(p.tasks, snakemake.input.probes, strict=True):
         rows = read_split(path, "test").slice(0, p.max_examples)
         examples[task] = (rows["text"].to_list(), rows["target"].to_list())
     sets = {task: neuron_set_from_frame(neurons.filter(group=task)) for task in p.tasks}
-    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    model, tokenizer, device = load_job_model(
+        wc.model, snakemake.input.model, p.model, snakemake.threads
+    )
     frame = task_matrix(
         model, tokenizer, sets, examples, p.seeds, pad_token_id(tokenizer), device,
         mode=p.mode, factor=p.factor, batch_tokens=p.batch_tokens,

@@ -4,22 +4,21 @@ questions, with each value's neurons off (or scaled) and with random sets of the
 sizes over several seeds (polyneuron.evaluate.concepts.VALUE_SCHEMA)."""
 
 import polars as pl
-import torch
 
 from polyneuron.evaluate.concepts import summarize, value_matrix
 from polyneuron.evaluate.interventions import neuron_set_from_frame
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.batches import pad_token_id
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 from polyneuron.probes.values import VALUES
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
-    torch.set_num_threads(snakemake.threads)
     neurons = pl.read_parquet(snakemake.input.neurons)
-    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    model, tokenizer, device = load_job_model(
+        wc.model, snakemake.input.model, p.model, snakemake.threads
+    )
     frames = []
     for lang, path in zip(p.languages, snakemake.input.probes, strict=True):
         rows = pl.read_parquet(path).filter(pl.col("condition") == "question")

@@ -1,21 +1,19 @@
 """Neuron statistics of one model on one shard of one language's probes."""
 
-import torch
-
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.batches import encode, shard_rows
 from polyneuron.model.extract import collect_stats, read_split
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
-    torch.set_num_threads(snakemake.threads)
     probes = read_split(snakemake.input.probes, p.split)
     rows = shard_rows(probes.height, p.shards, int(wc.k))
     shard = probes.slice(rows.start, len(rows))
-    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    model, tokenizer, device = load_job_model(
+        wc.model, snakemake.input.model, p.model, snakemake.threads
+    )
     spans = None
     if p.count_tokens == "word":
         spans = list(zip(shard["word_start"], shard["word_end"], strict=True))

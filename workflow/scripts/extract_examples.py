@@ -2,21 +2,19 @@
 results/activations/{model}/{probe}/{lang}.examples.safetensors ([example, layer, neuron],
 float16, rows in the order of the probe file's rows of the extraction split)."""
 
-import torch
-
 from polyneuron.logs import script_log
 from polyneuron.model.adapters import activation_modules, neurons_per_layer
 from polyneuron.model.batches import encode
 from polyneuron.model.extract import collect_example_means, read_split
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 from polyneuron.tensors import safetensors_array
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
-    torch.set_num_threads(snakemake.threads)
     probes = read_split(snakemake.input.probes, p.split)
-    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    model, tokenizer, device = load_job_model(
+        wc.model, snakemake.input.model, p.model, snakemake.threads
+    )
     spans = None
     if p.count_tokens == "word":
         spans = list(zip(probes["word_start"], probes["word_end"], strict=True))

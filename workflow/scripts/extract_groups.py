@@ -2,21 +2,20 @@
 results/activations/{model}/{probe}/{lang}.groups.parquet."""
 
 import polars as pl
-import torch
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.batches import encode
 from polyneuron.model.extract import collect_stats, read_split
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
-    torch.set_num_threads(snakemake.threads)
     probes = read_split(snakemake.input.probes, p.split)
     probes = probes.with_columns(group=pl.concat_str(p.group_by, separator="/"))
-    spec = ModelSpec(name=wc.model, source=snakemake.input.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, snakemake.input.model)
+    model, tokenizer, device = load_job_model(
+        wc.model, snakemake.input.model, p.model, snakemake.threads
+    )
     frames = []
     for group in sorted(probes["group"].unique()):
         rows = probes.filter(pl.col("group") == group)

@@ -4,13 +4,12 @@ layer) and logit_lens_switch.parquet (per probe and language: where the top-1 to
 the target language's script and into the gold answer)."""
 
 import polars as pl
-import torch
 
 from polyneuron import PolyneuronError
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.extract import read_split
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 from polyneuron.neurons.logit_lens import (
     LensItems,
     TokenScripts,
@@ -26,9 +25,7 @@ from polyneuron.neurons.logit_lens import (
 
 with script_log(snakemake.log[0]) as log:
     p, wc, inp = snakemake.params, snakemake.wildcards, snakemake.input
-    torch.set_num_threads(snakemake.threads)
-    spec = ModelSpec(name=wc.model, source=inp.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, inp.model)
+    model, tokenizer, device = load_job_model(wc.model, inp.model, p.model, snakemake.threads)
     scripts = TokenScripts(tokenizer)
 
     jobs: list[tuple[str, str, LensItems]] = []

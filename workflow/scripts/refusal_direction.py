@@ -7,12 +7,11 @@ was selected)."""
 import time
 
 import polars as pl
-import torch
 
 from polyneuron import PolyneuronError
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 from polyneuron.neurons.refusal import (
     ValidationSet,
     encode_chat,
@@ -30,11 +29,9 @@ from polyneuron.tensors import write_tensors
 
 with script_log(snakemake.log[0]) as log:
     p, wc, inp = snakemake.params, snakemake.wildcards, snakemake.input
-    torch.set_num_threads(snakemake.threads)
     started = time.perf_counter()
     probes = pl.read_parquet(inp.probes)
-    spec = ModelSpec(name=wc.model, source=inp.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, inp.model)
+    model, tokenizer, device = load_job_model(wc.model, inp.model, p.model, snakemake.threads)
     token_ids = refusal_token_ids(tokenizer, read_phrases(inp.phrases))
     log.info("%s: refusal tokens %s", wc.lang, tokenizer.convert_ids_to_tokens(token_ids))
 

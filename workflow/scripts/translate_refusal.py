@@ -39,11 +39,12 @@ with script_log(snakemake.log[0]) as log:
                 progress=bar.update,
             )
         else:
-            from polyneuron.model.load import ModelSpec, load_prepared
+            from polyneuron.model.load import load_job_model
             from polyneuron.probes.translate import translate_causal
 
-            spec = ModelSpec(name=s["model"], source=snakemake.input.model, **p.model)
-            model, tokenizer, _ = load_prepared(spec, snakemake.input.model)
+            model, tokenizer, _ = load_job_model(
+                s["model"], snakemake.input.model, p.model, snakemake.threads
+            )
             out = translate_causal(
                 model,
                 tokenizer,

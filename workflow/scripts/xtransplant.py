@@ -3,20 +3,16 @@ relation test prompts of each language with English's FFN output of the same fac
 at one layer's last position, and back, beside a control transplanting another fact's output
 (polyneuron.evaluate.xtransplant.SCHEMA: ABLATION_SCHEMA and the layer)."""
 
-import torch
-
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.xtransplant import best_layers, facts_of, parallel_facts, xtransplant_frame
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.extract import read_split
-from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.model.load import load_job_model
 
 with script_log(snakemake.log[0]) as log:
     p, wc, inp = snakemake.params, snakemake.wildcards, snakemake.input
-    torch.set_num_threads(snakemake.threads)
-    spec = ModelSpec(name=wc.model, source=inp.model, **p.model)
-    model, tokenizer, device = load_prepared(spec, inp.model)
+    model, tokenizer, device = load_job_model(wc.model, inp.model, p.model, snakemake.threads)
     english = read_split(inp.english, p.split)
     pairs = {}
     for lang, path in zip(p.languages, inp.probes, strict=True):

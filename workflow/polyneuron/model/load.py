@@ -19,9 +19,10 @@ import importlib
 import importlib.util
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from polyneuron import PolyneuronError
 
@@ -190,6 +191,17 @@ def load_prepared(spec: ModelSpec, model_dir: str | Path):
     _check_architecture(spec, model.config.model_type)
     model.eval()
     return model, tokenizer, device
+
+
+def load_job_model(name: str, folder: str | Path, settings: Mapping[str, Any], threads: int):
+    """A job's model: torch limited to the job's ``threads``, then the prepared ``folder`` of
+    model ``name`` loaded with the rule's ``model`` params (dtype, device, device_map,
+    trust_remote_code); returns (model, tokenizer, device) as :func:`load_prepared`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    spec = ModelSpec(name=name, source=str(folder), **settings)
+    return load_prepared(spec, folder)
 
 
 def model_info(model_dir: str | Path) -> dict[str, object]:
