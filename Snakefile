@@ -1,5 +1,6 @@
 # polyneuron: find, score and test the neurons of multilingual language models.
-# Data flows one way: probes -> activations -> neuron scores -> plots.
+# Data flows one way, one rule file per stage, each writing its own folder:
+# models -> probes -> extract -> score -> evaluate -> plots.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -25,10 +26,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/probes.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/score.smk"
-include: "workflow/rules/refusal.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/evaluate_language.smk"
-include: "workflow/rules/evaluate_concepts.smk"
 include: "workflow/rules/plots.smk"
 
 

@@ -58,7 +58,7 @@ def test_default_target_on_the_embedded_model(tmp_path):
         assert lens["p_gold"].is_between(0, 1).all() and last["p_gold"].max() > 0
         final = dict(last.select("lang", "p_gold").iter_rows())
         print(f"{model}: logit lens, last-layer p_gold {final}")
-        ablation = pl.read_parquet(tmp_path / f"results/ablation/{model}/lape.parquet")
+        ablation = pl.read_parquet(tmp_path / f"results/evaluation/{model}/lape.parquet")
         assert sorted(ablation["evaluated"].unique()) == sorted(config["ablation"]["languages"])
         assert ablation["value"].is_finite().all() and ablation["baseline"].is_finite().all()
         own = pl.col("intervened") == pl.col("evaluated")
@@ -84,7 +84,7 @@ def test_default_target_on_the_embedded_model(tmp_path):
         )
     for model in config["models"]:
         for method in ("overlap", "bli", "values", "tasks", "relations", "xtransplant"):
-            frame = pl.read_parquet(tmp_path / f"results/ablation/{model}/{method}.parquet")
+            frame = pl.read_parquet(tmp_path / f"results/evaluation/{model}/{method}.parquet")
             assert frame.height > 0 and set(frame["control"]) == {"none", "random"}
             assert frame["baseline"].is_not_nan().any()
             own = pl.col("intervened") == pl.col("evaluated")
@@ -99,7 +99,7 @@ def test_default_target_on_the_embedded_model(tmp_path):
             )
             print(f"{model}: {method} evaluation, mean change (own / other group)\n{summary}")
     for model in config["chat_models"]:
-        refusal = pl.read_parquet(tmp_path / f"results/ablation/{model}/refusal.parquet")
+        refusal = pl.read_parquet(tmp_path / f"results/evaluation/{model}/refusal.parquet")
         rates = refusal.filter(pl.col("metric") == "refusal_rate", pl.col("control") == "none")
         assert rates["value"].is_between(0, 1).all()
         print(f"{model}: refusal rates\n{rates.drop('metric', 'seed', 'n_neurons')}")

@@ -17,13 +17,13 @@ VALUE_LANGS = ["en", "zh"]  # the shipped value stories (default)
 TASKS = ["sentiment", "topic", "paraphrase", "translation"]  # the shipped tasks (default)
 REFUSAL_LANGS = ["en", "de"]
 EVALUATION_JOBS = [  # the jobs that switch neuron sets or directions off
-    "ablate_lape",
-    "ablate_overlap",
+    "evaluate_lape",
+    "evaluate_overlap",
     "evaluate_bli",
     "evaluate_values",
     "evaluate_tasks",
     "evaluate_relations",
-    "xtransplant",
+    "evaluate_xtransplant",
     "evaluate_refusal",
 ]
 MODEL_FIGURES = [  # per model, beyond lape_layers and the ablation matrices
@@ -97,7 +97,7 @@ def test_logit_lens_decodes_every_layer_per_probe_and_language(finished):
 
 
 def test_lape_ablation_has_the_full_matrix_beside_random_controls(finished):
-    frame = pl.read_parquet(finished / "results/ablation/tiny-llama/lape.parquet")
+    frame = pl.read_parquet(finished / "results/evaluation/tiny-llama/lape.parquet")
     lape = pl.read_parquet(finished / "results/neurons/tiny-llama/lape.parquet")
     intervened = sorted(lape["lang"].unique())
     assert sorted(frame["intervened"].unique()) == intervened
@@ -120,7 +120,7 @@ def test_overlap_sets_and_their_ablation(finished):
     sizes = dict(sets.group_by("lang").len().iter_rows())
     same = overlap.filter(pl.col("lang_a") == pl.col("lang_b"))
     assert sizes == dict(same.select("lang_a", "n_a").iter_rows())
-    frame = pl.read_parquet(finished / "results/ablation/tiny-llama/overlap.parquet")
+    frame = pl.read_parquet(finished / "results/evaluation/tiny-llama/overlap.parquet")
     assert frame.height == len(LANGS) * (1 + 3) * len(LANGS)
     per_set = dict(frame.group_by("intervened").agg(pl.col("n_neurons").unique()).iter_rows())
     assert per_set == {lang: [n] for lang, n in sizes.items()}
@@ -139,7 +139,7 @@ EVALUATIONS = {  # table -> its metrics and the columns it adds to the ablation 
 def test_every_evaluation_has_its_rows_beside_random_controls(finished, method):
     from polyneuron.evaluate.matrix import ABLATION_SCHEMA
 
-    frame = pl.read_parquet(finished / f"results/ablation/tiny-llama/{method}.parquet")
+    frame = pl.read_parquet(finished / f"results/evaluation/tiny-llama/{method}.parquet")
     metrics, extra = EVALUATIONS[method]
     assert frame.columns == [*ABLATION_SCHEMA, *extra]
     assert set(frame["metric"]) <= metrics and frame.height > 0
@@ -153,7 +153,7 @@ def test_every_evaluation_has_its_rows_beside_random_controls(finished, method):
 
 
 def test_refusal_evaluation_has_the_transfer_matrix_and_the_addition(finished):
-    frame = pl.read_parquet(finished / "results/ablation/tiny-chat/refusal.parquet")
+    frame = pl.read_parquet(finished / "results/evaluation/tiny-chat/refusal.parquet")
     assert set(frame["metric"]) == {"refusal_rate", "refusal_score"}
     rates = frame.filter(pl.col("metric") == "refusal_rate")
     assert rates["value"].is_between(0, 1).all()
@@ -285,7 +285,7 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
         assert planned_jobs(finished) == {
             "score_lape": 1,
             "plot_lape_layers": 1,
-            "ablate_lape": 1,
+            "evaluate_lape": 1,
             "evaluate_bli": 1,  # with each language's LAPE neurons off
             "plot_ablation": 2,  # lape, bli
             "plot_cross_method": 1,
@@ -304,12 +304,12 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
         assert planned_jobs(finished) == {
             "score_overlap": 1,
             "plot_overlap_heatmap": 1,
-            "ablate_overlap": 1,
+            "evaluate_overlap": 1,
             "plot_ablation": 1,
         }
         config_path.write_text(original.replace("max_val: 4", "max_val: 4\n  kl_threshold: 0.5"))
         assert planned_jobs(finished) == {
-            "refusal_direction": 2,
+            "find_refusal_direction": 2,
             "score_refusal": 1,
             "evaluate_refusal": 1,
             "plot_refusal": 1,
@@ -349,9 +349,9 @@ def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models
             "score_values": 1,
             "attribute_task": len(TASKS),  # gradient attribution per task
             "score_tasks": 1,
-            "logit_lens": 1,
-            "ablate_lape": 1,  # LAPE neurons off: perplexity matrix and random controls
-            "ablate_overlap": 1,  # the same for each language's overlap set
+            "score_logit_lens": 1,
+            "evaluate_lape": 1,  # LAPE neurons off: perplexity matrix and random controls
+            "evaluate_overlap": 1,  # the same for each language's overlap set
             "score_lape": 1,
             "score_overlap": 1,
             **{job: 1 for job in EVALUATION_JOBS if job != "evaluate_refusal"},  # not a chat model

@@ -13,17 +13,28 @@ from polyneuron.plan.config import check_config, model_entry, model_spec, resolv
 from polyneuron.plan.languages import language_names
 from polyneuron.probes.muse import find_dictionary
 from polyneuron.probes.parallel import text_file
-from polyneuron.probes.refusal import SOURCE_LANG, package_file, phrase_file, precomputed_files
-from polyneuron.probes.relations import fact_files
-from polyneuron.plan.resources import (
-    extract_request,
-    known_n_params,
-    prepare_request,
-    probe_tokens,
+from polyneuron.probes.refusal import (
+    SOURCE_LANG,
+    package_file,
+    phrase_file,
+    precomputed_files,
 )
+from polyneuron.probes.relations import RELATIONS, fact_files
+from polyneuron.plan.budgets import (
+    ablation_tokens,
+    bli_tokens,
+    extraction_tokens,
+    refusal_direction_tokens,
+    refusal_eval_tokens,
+    relation_eval_tokens,
+    task_eval_tokens,
+    value_eval_tokens,
+    xtransplant_tokens,
+)
+from polyneuron.plan.resources import extract_request, known_n_params, prepare_request
 from polyneuron.probes.tasks import task_file
 from polyneuron.probes.translate import TRANSLATORS
-from polyneuron.probes.values import value_files
+from polyneuron.probes.values import VALUES, value_files
 
 try:
     check_config(config)
@@ -110,16 +121,16 @@ def all_targets():
         *expand("results/neurons/{model}/logit_lens.parquet", model=MODELS),
         *expand("results/neurons/{model}/refusal.parquet", model=CHAT_MODELS),
         *expand(
-            "results/ablation/{model}/{method}.parquet",
+            "results/evaluation/{model}/{method}.parquet",
             model=MODELS,
             method=["lape", "overlap", "bli", "values", "tasks", "relations"],
         ),
         *(
-            expand("results/ablation/{model}/xtransplant.parquet", model=MODELS)
+            expand("results/evaluation/{model}/xtransplant.parquet", model=MODELS)
             if EVALUATION["xtransplant"]["languages"]
             else []
         ),
-        *expand("results/ablation/{model}/refusal.parquet", model=CHAT_MODELS),
+        *expand("results/evaluation/{model}/refusal.parquet", model=CHAT_MODELS),
         *ALL_FIGURES,  # plots.smk: every figure, the report's contents
     ]
 
@@ -296,10 +307,6 @@ def refusal_probe_inputs(wildcards):
     return inputs
 
 
-# tokens per text of each probe set, for sizing extraction jobs (sentences: 64)
-TOKENS_PER_TEXT = {"muse": 16}
-
-
 def model_size(model):
     """Parameter count: exact once prepare_model has written model_info, else what the
     model's name spells (7b, 270m), else None (the requests' defaults)."""
@@ -308,63 +315,110 @@ def model_size(model):
     )
 
 
-def extraction_tokens(probe):
-    settings = config["probes"].get(probe, {})
-    n_texts = settings.get("max_words") or settings.get("max_texts") or 1000
-    return probe_tokens(n_texts, SHARDS, TOKENS_PER_TEXT.get(probe, 64))
+def prepare_job():
+    """prepare_model's requests (mem_mb, runtime), scaled with the model."""
+
+    def request(name):
+        def get(wildcards, attempt):
+            spec = model_spec(wildcards.model, model_entry(config, wildcards.model))
+            req = prepare_request(
+                model_size(wildcards.model), spec.dtype, attempt=attempt
+            )
+            return getattr(req, name)
+
+        return get
+
+    return {name: request(name) for name in ("mem_mb", "runtime")}
 
 
-def prepare_resource(name):
-    """prepare_model's `name` request (mem_mb, runtime), scaled with the model."""
+def model_job(tokens=None, probe=None, backward=False):
+    """A model job's requests (mem_mb, runtime, gpu), scaled with the model and the tokens it
+    runs: `tokens`, else one extraction job's of probe set `probe` (default: the job's {probe}
+    wildcard); `backward`: gradients too. No GPU for a model configured with device: cpu.
+    """
 
-    def request(wildcards, attempt):
-        spec = model_spec(wildcards.model, model_entry(config, wildcards.model))
-        size = model_size(wildcards.model)
-        return getattr(prepare_request(size, spec.dtype, attempt=attempt), name)
+    def request(name):
+        def get(wildcards, attempt):
+            spec = model_spec(wildcards.model, model_entry(config, wildcards.model))
+            if tokens is None:
+                name_ = probe or wildcards.probe
+                n_tokens = extraction_tokens(
+                    name_, config["probes"].get(name_, {}), SHARDS
+                )
+            else:
+                n_tokens = tokens
+            req = extract_request(
+                model_size(wildcards.model),
+                spec.dtype,
+                n_tokens=n_tokens,
+                use_gpu="cpu" not in (spec.device, spec.device_map),
+                attempt=attempt,
+                backward=backward,
+            )
+            return getattr(req, name)
 
-    return request
+        return get
 
-
-def refusal_tokens():
-    """Tokens one refusal_direction job runs, estimated before the model is known: the train
-    and validation prompts (~64 tokens each) once for the filter and the means, then three
-    validation passes per candidate (~5 post-instruction positions or `positions`, x ~32
-    layers)."""
-    n_train = 2 * (REFUSAL_DIRECTIONS["max_train"] or 450)
-    n_val = 2 * REFUSAL_DIRECTIONS["max_val"]
-    positions = REFUSAL_DIRECTIONS["positions"] or 5
-    return 64 * (2 * n_train + n_val * (2 + 3 * positions * 32))
-
-
-def ablation_tokens(languages=None):
-    """Tokens one ablation job runs over `languages` (default ablation.languages): every
-    language's texts (~48 tokens each) once plain and once per intervened language and control
-    (itself and each seed)."""
-    n_langs = len(languages or ABLATION_LANGS)
-    runs = 1 + n_langs * (1 + len(ABLATION["seeds"]))
-    return 48 * (ABLATION["max_texts"] or 60) * n_langs * runs
-
-
-def extract_resource(name, probe=None, n_tokens=None, backward=False):
-    """A model job's `name` request (mem_mb, runtime, gpu), scaled with the model and the
-    tokens it runs (those of the probe set in the `probe` wildcard, or of `probe`, or
-    `n_tokens`); no GPU for a model configured with device: cpu."""
-
-    def request(wildcards, attempt):
-        spec = model_spec(wildcards.model, model_entry(config, wildcards.model))
-        size = model_size(wildcards.model)
-        tokens = n_tokens or extraction_tokens(probe or wildcards.probe)
-        req = extract_request(
-            size,
-            spec.dtype,
-            n_tokens=tokens,
-            use_gpu="cpu" not in (spec.device, spec.device_map),
-            attempt=attempt,
-            backward=backward,
-        )
-        return getattr(req, name)
-
-    return request
+    return {name: request(name) for name in ("mem_mb", "runtime", "gpu")}
 
 
 EVALUATION = config["evaluation"]
+SEEDS = len(ABLATION["seeds"])
+OVERLAP_ABLATION_LANGS = EVALUATION["overlap"]["languages"] or ABLATION_LANGS
+BLI = EVALUATION["bli"]
+BLI_LANGS = BLI["languages"] or [lang for lang in LANGS if lang != MUSE["pivot"]]
+XTRANSPLANT = EVALUATION["xtransplant"]
+XTRANSPLANT_LANGS = XTRANSPLANT["languages"]
+VALUE_EVAL_LANGS = EVALUATION["values"]["languages"] or VALUE_PROBES["languages"]
+RELATION_EVAL = EVALUATION["relations"]
+N_EVAL_RELATIONS = len(
+    RELATIONS.keys() | set(RELATION_PROBES.get("extra_relations") or [])
+)
+
+# tokens each model job runs (polyneuron.plan.budgets), for its requests
+BUDGETS = {
+    "find_refusal_direction": refusal_direction_tokens(
+        REFUSAL_DIRECTIONS["max_train"],
+        REFUSAL_DIRECTIONS["max_val"],
+        REFUSAL_DIRECTIONS["positions"],
+    ),
+    "evaluate_lape": ablation_tokens(len(ABLATION_LANGS), ABLATION["max_texts"], SEEDS),
+    "evaluate_overlap": ablation_tokens(
+        len(OVERLAP_ABLATION_LANGS), ABLATION["max_texts"], SEEDS
+    ),
+    "evaluate_bli": bli_tokens(
+        len(BLI_LANGS),
+        BLI["max_pairs"],
+        BLI["max_new_tokens"],
+        len(BRIDGES["targets"]),
+        SEEDS,
+    ),
+    "evaluate_xtransplant": xtransplant_tokens(
+        len(XTRANSPLANT_LANGS),
+        XTRANSPLANT["max_examples"],
+        len(XTRANSPLANT["layers"] or []) or None,
+        SEEDS,
+    ),
+    "evaluate_values": value_eval_tokens(
+        len(VALUES),
+        EVALUATION["values"]["max_questions"],
+        len(VALUE_EVAL_LANGS),
+        SEEDS,
+    ),
+    "evaluate_tasks": task_eval_tokens(
+        len(TASKS["names"]), EVALUATION["tasks"]["max_examples"], SEEDS
+    ),
+    "evaluate_relations": relation_eval_tokens(
+        N_EVAL_RELATIONS,
+        RELATION_EVAL["max_examples"],
+        len(RELATION_EVAL["languages"]),
+        len(RELATION_EVAL["fractions"]),
+        SEEDS,
+    ),
+    "evaluate_refusal": refusal_eval_tokens(
+        len(REFUSAL_LANGS),
+        EVALUATION["refusal"]["max_prompts"],
+        EVALUATION["refusal"]["max_new_tokens"],
+        SEEDS,
+    ),
+}

@@ -1,3 +1,7 @@
+# Stage extract -> results/activations/: statistics of every neuron over each probe set
+# (per shard, per example, per group) and the task attributions (gradient x activation).
+
+
 rule extract_activations:
     input:
         model="resources/models/{model}",
@@ -12,9 +16,7 @@ rule extract_activations:
         "../../envs/polyneuron.yaml"
     threads: config["extraction"]["threads"]
     resources:
-        mem_mb=extract_resource("mem_mb"),
-        runtime=extract_resource("runtime"),
-        gpu=extract_resource("gpu"),
+        **model_job(),
     params:
         model=model_params,
         shards=SHARDS,
@@ -41,9 +43,7 @@ rule extract_examples:
         "../../envs/polyneuron.yaml"
     threads: config["extraction"]["threads"]
     resources:
-        mem_mb=extract_resource("mem_mb"),
-        runtime=extract_resource("runtime"),
-        gpu=extract_resource("gpu"),
+        **model_job(),
     params:
         model=model_params,
         batch_tokens=config["extraction"]["batch_tokens"],
@@ -71,9 +71,7 @@ rule extract_groups:
         "../../envs/polyneuron.yaml"
     threads: config["extraction"]["threads"]
     resources:
-        mem_mb=extract_resource("mem_mb"),
-        runtime=extract_resource("runtime"),
-        gpu=extract_resource("gpu"),
+        **model_job(),
     params:
         model=model_params,
         group_by=["label", "condition"],
@@ -83,3 +81,28 @@ rule extract_groups:
         code=code_hash("extract_groups"),
     script:
         "../scripts/extract_groups.py"
+
+
+rule attribute_task:
+    input:
+        model="resources/models/{model}",
+        probes="results/probes/tasks/{task}.parquet",
+    output:
+        "results/activations/{model}/tasks/{task}.attribution.safetensors",
+    log:
+        "logs/attribute_task/{model}/{task}.log",
+    benchmark:
+        "results/benchmarks/attribute_task/{model}/{task}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        **model_job(probe="tasks", backward=True),
+    params:
+        model=model_params,
+        split=config["extraction"]["split"],
+        batch_tokens=config["task_neurons"]["batch_tokens"],
+        max_batch_size=config["task_neurons"]["max_batch_size"],
+        code=code_hash("attribute_task"),
+    script:
+        "../scripts/attribute_task.py"

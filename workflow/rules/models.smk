@@ -1,3 +1,7 @@
+# Stage models -> resources/models/ (and resources/model_info/): every model the workflow
+# studies, prepared once as a safetensors folder.
+
+
 rule prepare_model:
     output:
         folder=directory("resources/models/{model}"),
@@ -9,8 +13,7 @@ rule prepare_model:
     conda:
         "../../envs/polyneuron.yaml"
     resources:
-        mem_mb=prepare_resource("mem_mb"),
-        runtime=prepare_resource("runtime"),
+        **prepare_job(),
     params:
         source=lambda wc: model_entry(config, wc.model)["source"],
         trust_remote_code=lambda wc: model_entry(config, wc.model).get(

@@ -1,3 +1,7 @@
+# Stage plots -> results/plots/ (and the overlap heatmap, results/overlap_heatmap.pdf): every
+# figure, with its report caption.
+
+
 rule plot_overlap_heatmap:
     input:
         expand("results/neurons/{model}/overlap.parquet", model=MODELS),
@@ -9,6 +13,8 @@ rule plot_overlap_heatmap:
         ),
     log:
         "logs/plot_overlap_heatmap.log",
+    benchmark:
+        "results/benchmarks/plot_overlap_heatmap.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -33,6 +39,8 @@ rule plot_lape_layers:
         ),
     log:
         "logs/plot_lape_layers/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_lape_layers/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -100,7 +108,7 @@ rule figures:
 
 rule plot_ablation:
     input:
-        "results/ablation/{model}/{method}.parquet",
+        "results/evaluation/{model}/{method}.parquet",
     output:
         report(
             "results/plots/{model}/ablation_{method}.pdf",
@@ -110,6 +118,8 @@ rule plot_ablation:
         ),
     log:
         "logs/plot_ablation/{model}/{method}.log",
+    benchmark:
+        "results/benchmarks/plot_ablation/{model}/{method}.tsv"
     wildcard_constraints:
         method="|".join(ABLATION_FIGURES),
     conda:
@@ -125,7 +135,7 @@ rule plot_ablation:
 
 rule plot_values:
     input:
-        "results/ablation/{model}/values.parquet",
+        "results/evaluation/{model}/values.parquet",
     output:
         report(
             "results/plots/{model}/values.pdf",
@@ -135,6 +145,8 @@ rule plot_values:
         ),
     log:
         "logs/plot_values/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_values/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -146,7 +158,7 @@ rule plot_values:
 
 rule plot_relation_cumulativity:
     input:
-        "results/ablation/{model}/relations.parquet",
+        "results/evaluation/{model}/relations.parquet",
     output:
         report(
             "results/plots/{model}/relation_cumulativity.pdf",
@@ -156,6 +168,8 @@ rule plot_relation_cumulativity:
         ),
     log:
         "logs/plot_relation_cumulativity/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_relation_cumulativity/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -167,7 +181,7 @@ rule plot_relation_cumulativity:
 
 rule plot_refusal:
     input:
-        ablation="results/ablation/{model}/refusal.parquet",
+        ablation="results/evaluation/{model}/refusal.parquet",
         cosine="results/neurons/{model}/refusal_cosine.parquet",
     output:
         report(
@@ -178,6 +192,8 @@ rule plot_refusal:
         ),
     log:
         "logs/plot_refusal/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_refusal/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -188,7 +204,7 @@ rule plot_refusal:
 
 rule plot_xtransplant:
     input:
-        "results/ablation/{model}/xtransplant.parquet",
+        "results/evaluation/{model}/xtransplant.parquet",
     output:
         report(
             "results/plots/{model}/xtransplant.pdf",
@@ -198,6 +214,8 @@ rule plot_xtransplant:
         ),
     log:
         "logs/plot_xtransplant/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_xtransplant/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -219,6 +237,8 @@ rule plot_bridges:
         ),
     log:
         "logs/plot_bridges/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_bridges/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -241,6 +261,8 @@ rule plot_task_overlap:
         ),
     log:
         "logs/plot_task_overlap/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_task_overlap/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -261,6 +283,8 @@ rule plot_logit_lens:
         ),
     log:
         "logs/plot_logit_lens/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_logit_lens/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -285,6 +309,8 @@ rule plot_cross_method:
         ),
     log:
         "logs/plot_cross_method/{model}.log",
+    benchmark:
+        "results/benchmarks/plot_cross_method/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:

@@ -1,3 +1,7 @@
+# Stage probes -> results/probes/ and results/translations/: every probe set, read from its
+# source files (and translated where a language has none).
+
+
 rule build_muse_probes:
     input:
         unpack(muse_dictionaries),
@@ -5,6 +9,8 @@ rule build_muse_probes:
         "results/probes/muse/{lang}.parquet",
     log:
         "logs/build_muse_probes/{lang}.log",
+    benchmark:
+        "results/benchmarks/build_muse_probes/{lang}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -26,6 +32,8 @@ rule build_flores_probes:
         "results/probes/flores/{lang}.parquet",
     log:
         "logs/build_flores_probes/{lang}.log",
+    benchmark:
+        "results/benchmarks/build_flores_probes/{lang}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -48,6 +56,8 @@ rule build_task_probes:
         "results/probes/tasks/{task}.parquet",
     log:
         "logs/build_task_probes/{task}.log",
+    benchmark:
+        "results/benchmarks/build_task_probes/{task}.tsv"
     wildcard_constraints:
         task=r"[a-z][a-z0-9_]*",
     conda:
@@ -66,6 +76,8 @@ rule build_value_probes:
         "results/probes/values/{lang}.parquet",
     log:
         "logs/build_value_probes/{lang}.log",
+    benchmark:
+        "results/benchmarks/build_value_probes/{lang}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -84,6 +96,8 @@ rule build_relation_probes:
         "results/probes/relations/{lang}.parquet",
     log:
         "logs/build_relation_probes/{lang}.log",
+    benchmark:
+        "results/benchmarks/build_relation_probes/{lang}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -102,6 +116,8 @@ rule build_refusal_source:
         "results/translations/refusal/source.parquet",
     log:
         "logs/build_refusal_source.log",
+    benchmark:
+        "results/benchmarks/build_refusal_source.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -121,6 +137,8 @@ rule translate_refusal:
         "results/translations/refusal/{translator}/{lang}.parquet",
     log:
         "logs/translate_refusal/{translator}/{lang}.log",
+    benchmark:
+        "results/benchmarks/translate_refusal/{translator}/{lang}.tsv"
     wildcard_constraints:
         translator="|".join(TRANSLATORS),
     conda:
@@ -147,6 +165,8 @@ rule build_refusal_probes:
         "results/probes/refusal/{lang}.parquet",
     log:
         "logs/build_refusal_probes/{lang}.log",
+    benchmark:
+        "results/benchmarks/build_refusal_probes/{lang}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:

@@ -1,3 +1,8 @@
+# Stage score -> results/neurons/ and results/directions/: every neuron and direction
+# method (LAPE, overlap, bridges, relation, value and task neurons, refusal directions) and the
+# logit lens.
+
+
 rule score_lape:
     input:
         lambda wc: activation_shards(wc.model, config["lape"]["probe"]),
@@ -5,6 +10,8 @@ rule score_lape:
         "results/neurons/{model}/lape.parquet",
     log:
         "logs/score_lape/{model}.log",
+    benchmark:
+        "results/benchmarks/score_lape/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -26,6 +33,8 @@ rule score_overlap:
         sets="results/neurons/{model}/overlap_sets.parquet",
     log:
         "logs/score_overlap/{model}.log",
+    benchmark:
+        "results/benchmarks/score_overlap/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     params:
@@ -147,33 +156,6 @@ rule score_values:
         "../scripts/score_values.py"
 
 
-rule attribute_task:
-    input:
-        model="resources/models/{model}",
-        probes="results/probes/tasks/{task}.parquet",
-    output:
-        "results/activations/{model}/tasks/{task}.attribution.safetensors",
-    log:
-        "logs/attribute_task/{model}/{task}.log",
-    benchmark:
-        "results/benchmarks/attribute_task/{model}/{task}.tsv"
-    conda:
-        "../../envs/polyneuron.yaml"
-    threads: config["extraction"]["threads"]
-    resources:
-        mem_mb=extract_resource("mem_mb", probe="tasks", backward=True),
-        runtime=extract_resource("runtime", probe="tasks", backward=True),
-        gpu=extract_resource("gpu", probe="tasks"),
-    params:
-        model=model_params,
-        split=config["extraction"]["split"],
-        batch_tokens=config["task_neurons"]["batch_tokens"],
-        max_batch_size=config["task_neurons"]["max_batch_size"],
-        code=code_hash("attribute_task"),
-    script:
-        "../scripts/attribute_task.py"
-
-
 rule score_tasks:
     input:
         lambda wc: expand(
@@ -201,7 +183,7 @@ rule score_tasks:
         "../scripts/score_tasks.py"
 
 
-rule logit_lens:
+rule score_logit_lens:
     input:
         model="resources/models/{model}",
         muse_en=f"results/probes/muse/{MUSE['pivot']}.parquet",
@@ -210,16 +192,14 @@ rule logit_lens:
         layers="results/neurons/{model}/logit_lens.parquet",
         switch="results/neurons/{model}/logit_lens_switch.parquet",
     log:
-        "logs/logit_lens/{model}.log",
+        "logs/score_logit_lens/{model}.log",
     benchmark:
-        "results/benchmarks/logit_lens/{model}.tsv"
+        "results/benchmarks/score_logit_lens/{model}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     threads: config["extraction"]["threads"]
     resources:
-        mem_mb=extract_resource("mem_mb", probe="muse"),
-        runtime=extract_resource("runtime", probe="muse"),
-        gpu=extract_resource("gpu", probe="muse"),
+        **model_job(probe="muse"),
     params:
         model=model_params,
         muse_languages=LENS_MUSE,
@@ -236,34 +216,67 @@ rule logit_lens:
         "../scripts/logit_lens.py"
 
 
-rule ablate_lape:
+rule find_refusal_direction:
     input:
         model="resources/models/{model}",
-        neurons="results/neurons/{model}/lape.parquet",
-        texts=expand("results/probes/flores/{lang}.parquet", lang=ABLATION_LANGS),
+        probes="results/probes/refusal/{lang}.parquet",
+        phrases=lambda wc: refusal_probe_inputs(wc)["phrases"],
     output:
-        "results/ablation/{model}/lape.parquet",
+        tensors="results/directions/{model}/refusal/{lang}.safetensors",
+        table="results/directions/{model}/refusal/{lang}.parquet",
     log:
-        "logs/ablate_lape/{model}.log",
+        "logs/find_refusal_direction/{model}/{lang}.log",
     benchmark:
-        "results/benchmarks/ablate_lape/{model}.tsv"
+        "results/benchmarks/find_refusal_direction/{model}/{lang}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     threads: config["extraction"]["threads"]
     resources:
-        mem_mb=extract_resource("mem_mb", n_tokens=ablation_tokens()),
-        runtime=extract_resource("runtime", n_tokens=ablation_tokens()),
-        gpu=extract_resource("gpu", n_tokens=ablation_tokens()),
+        **model_job(BUDGETS["find_refusal_direction"]),
     params:
         model=model_params,
-        languages=ABLATION_LANGS,
-        split=ABLATION["split"],
-        max_texts=ABLATION["max_texts"],
-        seeds=ABLATION["seeds"],
-        mode=ABLATION["mode"],
-        factor=ABLATION["factor"],
-        batch_tokens=ABLATION["batch_tokens"],
-        max_batch_size=ABLATION["max_batch_size"],
-        code=code_hash("ablate_language"),
+        max_train=REFUSAL_DIRECTIONS["max_train"],
+        max_val=REFUSAL_DIRECTIONS["max_val"],
+        positions=REFUSAL_DIRECTIONS["positions"],
+        filter=REFUSAL_DIRECTIONS["filter"],
+        min_prompts=REFUSAL_DIRECTIONS["min_prompts"],
+        kl_threshold=REFUSAL_DIRECTIONS["kl_threshold"],
+        prune_layer_rate=REFUSAL_DIRECTIONS["prune_layer_rate"],
+        induce_refusal_threshold=REFUSAL_DIRECTIONS["induce_refusal_threshold"],
+        addition_coeff=REFUSAL_DIRECTIONS["addition_coeff"],
+        batch_size=REFUSAL_DIRECTIONS["batch_size"],
+        code=code_hash("refusal_direction"),
     script:
-        "../scripts/ablate_language.py"
+        "../scripts/refusal_direction.py"
+
+
+rule score_refusal:
+    input:
+        tensors=lambda wc: expand(
+            "results/directions/{model}/refusal/{lang}.safetensors",
+            model=wc.model,
+            lang=REFUSAL_LANGS,
+        ),
+        tables=lambda wc: expand(
+            "results/directions/{model}/refusal/{lang}.parquet",
+            model=wc.model,
+            lang=REFUSAL_LANGS,
+        ),
+    output:
+        table="results/neurons/{model}/refusal.parquet",
+        tensors="results/neurons/{model}/refusal.safetensors",
+        cosine="results/neurons/{model}/refusal_cosine.parquet",
+    log:
+        "logs/score_refusal/{model}.log",
+    benchmark:
+        "results/benchmarks/score_refusal/{model}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        languages=REFUSAL_LANGS,
+        code=code_hash("score_refusal"),
+    script:
+        "../scripts/score_refusal.py"
