@@ -7,7 +7,7 @@ import polars as pl
 
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.interventions import neuron_set_from_frame
-from polyneuron.evaluate.matrix import ablation_matrix, summarize_ablation
+from polyneuron.evaluate.perplexity import ablation_matrix, summarize_ablation
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.extract import read_split

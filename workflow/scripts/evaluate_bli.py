@@ -8,7 +8,7 @@ import polars as pl
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.bli import BliItems, bli_matrix, bridge_sets, dictionary_tests
 from polyneuron.evaluate.interventions import neuron_set_from_frame
-from polyneuron.evaluate.matrix import summarize_ablation
+from polyneuron.evaluate.perplexity import summarize_ablation
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.load import load_job_model

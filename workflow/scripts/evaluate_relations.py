@@ -1,11 +1,12 @@
 """Relation neurons switched off: results/ablation/{model}/relations.parquet, per language the
 prefix accuracy of every relation's test prompts (the greedy next token starts an accepted
 object) with the top 10%, 50%, 100% of each relation's neurons off, and with random sets of the
-same per-layer sizes over several seeds (polyneuron.evaluate.concepts.RELATION_SCHEMA)."""
+same per-layer sizes over several seeds (polyneuron.evaluate.relations.RELATION_SCHEMA)."""
 
 import polars as pl
 
-from polyneuron.evaluate.concepts import relation_matrix, summarize
+from polyneuron.evaluate.matrix import summarize
+from polyneuron.evaluate.relations import relation_matrix
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.batches import pad_token_id

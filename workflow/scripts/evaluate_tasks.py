@@ -5,8 +5,9 @@ of specialisation and generalisation (polyneuron.evaluate.matrix.ABLATION_SCHEMA
 
 import polars as pl
 
-from polyneuron.evaluate.concepts import summarize, task_matrix
 from polyneuron.evaluate.interventions import neuron_set_from_frame
+from polyneuron.evaluate.matrix import summarize
+from polyneuron.evaluate.tasks import task_matrix
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.batches import pad_token_id

@@ -1,12 +1,13 @@
 """Value neurons switched off: results/ablation/{model}/values.parquet, per language the
 probability that the model picks the value-supported option of every value's evaluation
 questions, with each value's neurons off (or scaled) and with random sets of the same per-layer
-sizes over several seeds (polyneuron.evaluate.concepts.VALUE_SCHEMA)."""
+sizes over several seeds (polyneuron.evaluate.values.VALUE_SCHEMA)."""
 
 import polars as pl
 
-from polyneuron.evaluate.concepts import summarize, value_matrix
 from polyneuron.evaluate.interventions import neuron_set_from_frame
+from polyneuron.evaluate.matrix import summarize
+from polyneuron.evaluate.values import value_matrix
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.batches import pad_token_id

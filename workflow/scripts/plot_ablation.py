@@ -4,7 +4,7 @@ metric with each group's neurons off, beside the random control."""
 import polars as pl
 
 from polyneuron.logs import script_log
-from polyneuron.plots.figures import plot_ablation_matrix
+from polyneuron.plots.ablation import plot_ablation_matrix
 
 with script_log(snakemake.log[0]):
     p = snakemake.params

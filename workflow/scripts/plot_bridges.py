@@ -4,7 +4,7 @@ languages, the selected bridge highlighted."""
 import polars as pl
 
 from polyneuron.logs import script_log
-from polyneuron.plots.common import plot_bridges
+from polyneuron.plots.language import plot_bridges
 
 with script_log(snakemake.log[0]):
     p = snakemake.params

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from polyneuron.logs import script_log
-from polyneuron.plots.common import neuron_sets, plot_cross_method
+from polyneuron.plots.concepts import neuron_sets, plot_cross_method
 
 with script_log(snakemake.log[0]) as log:
     inp = snakemake.input

@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 
 from polyneuron.logs import script_log
-from polyneuron.plots.common import plot_lape_layers
+from polyneuron.plots.language import plot_lape_layers
 
 with script_log(snakemake.log[0]):
     info = json.loads(Path(snakemake.input.info).read_text())

@@ -4,7 +4,7 @@ counterpart per layer, language and probe set."""
 import polars as pl
 
 from polyneuron.logs import script_log
-from polyneuron.plots.common import plot_logit_lens
+from polyneuron.plots.language import plot_logit_lens
 
 with script_log(snakemake.log[0]):
     table = pl.read_parquet(snakemake.input[0])

@@ -3,7 +3,7 @@
 import polars as pl
 
 from polyneuron.logs import script_log
-from polyneuron.plots.common import plot_overlap_heatmap
+from polyneuron.plots.language import plot_overlap_heatmap
 
 with script_log(snakemake.log[0]):
     p = snakemake.params

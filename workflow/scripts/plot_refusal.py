@@ -4,7 +4,7 @@ cross-lingual transfer of their ablation and activation addition on harmless pro
 import polars as pl
 
 from polyneuron.logs import script_log
-from polyneuron.plots.figures import plot_refusal
+from polyneuron.plots.refusal import plot_refusal
 
 with script_log(snakemake.log[0]):
     plot_refusal(

@@ -4,7 +4,7 @@ growing share of its neurons is switched off, beside the random control."""
 import polars as pl
 
 from polyneuron.logs import script_log
-from polyneuron.plots.figures import plot_relation_cumulativity
+from polyneuron.plots.concepts import plot_relation_cumulativity
 
 with script_log(snakemake.log[0]):
     table = pl.read_parquet(snakemake.input[0])

@@ -3,7 +3,7 @@
 import polars as pl
 
 from polyneuron.logs import script_log
-from polyneuron.plots.common import plot_task_overlap
+from polyneuron.plots.concepts import plot_task_overlap
 
 with script_log(snakemake.log[0]):
     table = pl.read_parquet(snakemake.input[0])

@@ -4,7 +4,7 @@ with the value's own neurons off, beside the random control."""
 import polars as pl
 
 from polyneuron.logs import script_log
-from polyneuron.plots.figures import plot_value_shifts
+from polyneuron.plots.concepts import plot_value_shifts
 
 with script_log(snakemake.log[0]):
     table = pl.read_parquet(snakemake.input[0])

@@ -4,7 +4,7 @@ is transplanted, per language pair direction, beside the random control."""
 import polars as pl
 
 from polyneuron.logs import script_log
-from polyneuron.plots.figures import plot_xtransplant
+from polyneuron.plots.language import plot_xtransplant
 
 with script_log(snakemake.log[0]):
     table = pl.read_parquet(snakemake.input[0])

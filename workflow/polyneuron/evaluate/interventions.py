@@ -8,9 +8,7 @@ on exit (also when the body raises); it composes with the steering hooks of
   :mod:`polyneuron.model.adapters` defines a neuron) to zero (LAPE), to their mean activation, or
   scales them (value neurons: ×5);
 - :func:`random_control` draws a same-size random neuron set per layer, the control condition;
-- :func:`bootstrap_ci` and :func:`paired_delta_ci` are percentile-bootstrap intervals of a mean
-  over examples.
-
+- :func:`neuron_set_from_frame` reads a :data:`NeuronSet` from a neuron table.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-import numpy as np
 import polars as pl
 import torch
 from torch import nn
@@ -31,10 +28,8 @@ from polyneuron.model.adapters import (
 __all__ = [
     "MODES",
     "NeuronSet",
-    "bootstrap_ci",
     "deactivate_neurons",
     "neuron_set_from_frame",
-    "paired_delta_ci",
     "random_control",
 ]
 
@@ -191,76 +186,3 @@ def deactivate_neurons(
     finally:
         for handle in handles:
             handle.remove()
-
-
-def first_output(output):
-    return output[0] if isinstance(output, tuple) else output
-
-
-def with_first_output(output, value):
-    return (value, *output[1:]) if isinstance(output, tuple) else value
-
-
-# --------------------------------------------------------------------------- bootstrap
-
-#: resampled means drawn per block, so that n_boot x n indices never all sit in memory
-_BLOCK_ELEMENTS = 1 << 24
-
-
-def _clean(values: torch.Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().double().numpy()
-    array = np.asarray(values, dtype=np.float64).ravel()
-    return array[~np.isnan(array)]
-
-
-def bootstrap_ci(
-    values: torch.Tensor | np.ndarray | Sequence[float],
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> tuple[float, float, float]:
-    """(mean, low, high): the mean over examples and its percentile-bootstrap ``1 - alpha``
-    interval. NaNs are dropped first; no values give NaNs.
-
-    ``numpy.random.default_rng(seed).integers(0, n, (n_boot, n))`` resamples the examples (drawn
-    in blocks of rows, the same stream); low and high are the ``alpha/2`` and ``1 - alpha/2``
-    quantiles (numpy's linear interpolation) of the resampled means."""
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be positive, got {n_boot}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    data = _clean(values)
-    n = data.size
-    if n == 0:
-        return (float("nan"), float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    block = max(1, _BLOCK_ELEMENTS // n)
-    boot = np.empty(n_boot)
-    for start in range(0, n_boot, block):
-        stop = min(n_boot, start + block)
-        boot[start:stop] = data[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return (float(data.mean()), float(low), float(high))
-
-
-def paired_delta_ci(
-    base: torch.Tensor | np.ndarray | Sequence[float],
-    other: torch.Tensor | np.ndarray | Sequence[float],
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> tuple[float, float, float]:
-    """(mean, low, high) of ``mean(other - base)`` over paired examples, both resampled with
-    the same indices (which is the bootstrap of the per-example differences). Pairs with a NaN
-    on either side are dropped."""
-
-    def flat(values) -> np.ndarray:
-        if isinstance(values, torch.Tensor):
-            values = values.detach().cpu().double().numpy()
-        return np.asarray(values, dtype=np.float64).ravel()
-
-    a, b = flat(base), flat(other)
-    if a.shape != b.shape:
-        raise ValueError(f"paired values differ in length: {a.size} base, {b.size} other")
-    return bootstrap_ci(b - a, n_boot=n_boot, seed=seed, alpha=alpha)

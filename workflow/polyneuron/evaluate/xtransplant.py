@@ -176,7 +176,7 @@ def step_hits(
     record: Sequence[int] = (),
 ) -> tuple[np.ndarray, dict[int, torch.Tensor]]:
     """Per prompt 1.0 when the greedy next token is one of its ``gold_ids``, else 0.0; and the
-    FFN output (:func:`polyneuron.evaluate.interventions.ffn_output_module`) of each layer of
+    FFN output (:func:`polyneuron.model.steer.ffn_output_module`) of each layer of
     ``record`` at the last position, ``[batch, hidden]``. Open intervention hooks apply."""
     seen: dict[int, torch.Tensor] = {}
 

@@ -70,9 +70,7 @@ def _matrix_runs(n_groups: int, n_seeds: int) -> int:
     return 1 + n_groups * (1 + n_seeds)
 
 
-def value_eval_tokens(
-    n_values: int, max_questions: int | None, n_langs: int, n_seeds: int
-) -> int:
+def value_eval_tokens(n_values: int, max_questions: int | None, n_langs: int, n_seeds: int) -> int:
     """The value evaluation: ~45 tokens per question (10 per value and language unless
     ``max_questions``), per language, over the value x value matrix's passes."""
     return 45 * n_values * (max_questions or 10) * n_langs * _matrix_runs(n_values, n_seeds)
