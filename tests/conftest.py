@@ -14,15 +14,11 @@ from tiny import build_tiny_chat_model, build_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 
-# a few everyday words per language, enough for the tiny workflow
+# a few everyday words per language, enough for the tiny workflow (.test/tiny/muse)
 DICTIONARIES = {
-    "de": [("water", "wasser"), ("house", "haus"), ("dog", "hund"), ("cat", "katze"),
-           ("bread", "brot"), ("tree", "baum"), ("water", "gewässer"), ("night", "nacht")],
-    "fr": [("water", "eau"), ("house", "maison"), ("dog", "chien"), ("cat", "chat"),
-           ("bread", "pain"), ("tree", "arbre"), ("night", "nuit")],
-    "ru": [("water", "вода"), ("house", "дом"), ("dog", "собака"), ("cat", "кошка"),
-           ("bread", "хлеб"), ("tree", "дерево"), ("night", "ночь")],
-}  # fmt: skip
+    path.stem.split("-")[1]: [tuple(line.split()) for line in path.read_text("utf-8").splitlines()]
+    for path in sorted((REPO / ".test/tiny/muse").glob("en-*.txt"))
+}
 
 
 def write_dictionaries(folder: Path, langs: tuple[str, ...] = ("de", "fr", "ru")) -> Path:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
 from conftest import write_dictionaries
-from workflow_helpers import planned_jobs, snakemake, write_config
+from workflow_helpers import REPO, planned_jobs, snakemake, write_config
 
 LANGS = ["en", "de", "fr", "ru"]
 RELATION_LANGS = ["en", "de", "fr", "es", "zh"]  # the shipped relation facts (default)
@@ -36,25 +37,22 @@ MODEL_FIGURES = [  # per model, beyond lape_layers and the ablation matrices
 ]
 
 
+TINY_CONFIG = REPO / ".test/tiny/config.yaml"  # the config users can copy
+
+
 def base_config(models: dict[str, Path], chat: dict[str, Path] | None = None) -> dict:
-    config = {
-        "models": {name: {"source": str(path), "device": "cpu"} for name, path in models.items()},
-        "languages": LANGS,
-        # 4 probe words per language leave the rest of each dictionary as BLI test pairs
-        "probes": {"muse": {"dir": "muse", "max_words": 4}},
-        "extraction": {"shards": 2, "threads": 1},
-        "logit_lens": {"max_examples": 8},
+    """.test/tiny/config.yaml with its model sources pointing at ``models`` (and ``chat``, or
+    no chat models and refusal directions without)."""
+    config = yaml.safe_load(TINY_CONFIG.read_text(encoding="utf-8"))
+    config["models"] = {
+        name: {"source": str(path), "device": "cpu"} for name, path in models.items()
     }
     if chat:
         config["chat_models"] = {
             name: {"source": str(path), "device": "cpu"} for name, path in chat.items()
         }
-        config["refusal_directions"] = {
-            "languages": REFUSAL_LANGS,
-            "max_train": 12,
-            "max_val": 4,
-            "min_prompts": 2,
-        }
+    else:
+        del config["chat_models"], config["refusal_directions"]
     return config
 
 
@@ -330,6 +328,37 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
     finally:
         config_path.write_text(original)
     assert planned_jobs(finished) == {}
+
+
+def checkout_copy(tmp_path: Path) -> Path:
+    """A copy of the workflow's code (Snakefile, rules, scripts, library) in ``tmp_path``."""
+    copy = tmp_path / "checkout"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "workflow", copy / "workflow", ignore=ignore)
+    shutil.copy(REPO / "Snakefile", copy / "Snakefile")
+    return copy
+
+
+def test_editing_a_library_module_reruns_exactly_the_jobs_that_import_it(finished, tmp_path):
+    copy = checkout_copy(tmp_path)
+    snakefile = ("--snakefile", str(copy / "Snakefile"))
+    assert planned_jobs(finished, *snakefile) == {}  # where the code lies does not matter
+    everything = planned_jobs(finished, *snakefile, "--forceall")
+    records = copy / "workflow/polyneuron/probes/records.py"
+    records.write_text(records.read_text() + "\n# a comment\n")
+    # every probe builder reads its source through probes.records; everything after them
+    # depends on a probe set, except preparing the models
+    plan = planned_jobs(finished, *snakefile)
+    assert {rule for rule in plan if rule.startswith(("build_", "translate_"))} == {
+        rule for rule in everything if rule.startswith(("build_", "translate_"))
+    }
+    assert plan == {rule: n for rule, n in everything.items() if rule != "prepare_model"}
+    records.write_text(records.read_text().removesuffix("\n# a comment\n"))
+    assert planned_jobs(finished, *snakefile) == {}
+    plots = copy / "workflow/polyneuron/plots/common.py"
+    plots.write_text(plots.read_text() + "\n# a comment\n")
+    plan = planned_jobs(finished, *snakefile)
+    assert plan and all(rule.startswith("plot_") for rule in plan), plan
 
 
 def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models):
