@@ -29,9 +29,9 @@ rule evaluate_lape:
         factor=ABLATION["factor"],
         batch_tokens=ABLATION["batch_tokens"],
         max_batch_size=ABLATION["max_batch_size"],
-        code=code_hash("ablate_language"),
+        code=code_hash("evaluate_perplexity"),
     script:
-        "../scripts/ablate_language.py"
+        "../scripts/evaluate_perplexity.py"
 
 
 use rule evaluate_lape as evaluate_overlap with:
@@ -59,7 +59,7 @@ use rule evaluate_lape as evaluate_overlap with:
         factor=ABLATION["factor"],
         batch_tokens=ABLATION["batch_tokens"],
         max_batch_size=ABLATION["max_batch_size"],
-        code=code_hash("ablate_language"),
+        code=code_hash("evaluate_perplexity"),
 
 
 rule evaluate_bli:
@@ -236,9 +236,9 @@ rule evaluate_xtransplant:
         max_examples=XTRANSPLANT["max_examples"],
         answer_prefix=LENS["relations_prefix"],
         seeds=ABLATION["seeds"],
-        code=code_hash("xtransplant"),
+        code=code_hash("evaluate_xtransplant"),
     script:
-        "../scripts/xtransplant.py"
+        "../scripts/evaluate_xtransplant.py"
 
 
 rule evaluate_refusal:

@@ -211,9 +211,9 @@ rule score_logit_lens:
             "relations": LENS["relations_prefix"],
         },
         batch_size=LENS["batch_size"],
-        code=code_hash("logit_lens"),
+        code=code_hash("score_logit_lens"),
     script:
-        "../scripts/logit_lens.py"
+        "../scripts/score_logit_lens.py"
 
 
 rule find_refusal_direction:
@@ -245,9 +245,9 @@ rule find_refusal_direction:
         induce_refusal_threshold=REFUSAL_DIRECTIONS["induce_refusal_threshold"],
         addition_coeff=REFUSAL_DIRECTIONS["addition_coeff"],
         batch_size=REFUSAL_DIRECTIONS["batch_size"],
-        code=code_hash("refusal_direction"),
+        code=code_hash("find_refusal_direction"),
     script:
-        "../scripts/refusal_direction.py"
+        "../scripts/find_refusal_direction.py"
 
 
 rule score_refusal:

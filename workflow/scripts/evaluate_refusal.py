@@ -16,8 +16,8 @@ from polyneuron.evaluate.refusal import (
 )
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
+from polyneuron.model.chat import encode_chat, refusal_token_ids
 from polyneuron.model.load import load_job_model
-from polyneuron.neurons.refusal import encode_chat, refusal_token_ids
 from polyneuron.probes.refusal import KINDS, read_phrases
 from polyneuron.tensors import read_tensors
 

@@ -10,7 +10,7 @@ import polars as pl
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.neurons.refusal import cosine_matrix
+from polyneuron.neurons.refusal_languages import candidates_table, direction_cosines
 from polyneuron.tensors import read_tensors, write_tensors
 
 with script_log(snakemake.log[0]) as log:
@@ -25,37 +25,11 @@ with script_log(snakemake.log[0]) as log:
         chosen[lang] = {"position": int(meta["position"]), "layer": int(meta["layer"])}
         tables.append(pl.read_parquet(table_path))
         log.info("%s: position %s, layer %s", lang, meta["position"], meta["layer"])
-    table = pl.concat(tables).select(
-        "layer",
-        "position",
-        pl.col("lang").alias("group"),
-        pl.col("ablation_score").alias("score"),
-        "selected",
-        "steering_score",
-        "kl",
-        "norm",
-        "reason",
-    )
-    rows = [("selected", None, a, b, c) for a, b, c in cosine_matrix(selected)]
-    n_layers = next(iter(last.values())).shape[0]
-    for layer in range(n_layers):
-        by_lang = {lang: vectors[layer] for lang, vectors in last.items()}
-        rows += [("last_position", layer, a, b, c) for a, b, c in cosine_matrix(by_lang)]
-    cosine = pl.DataFrame(
-        rows,
-        schema={
-            "direction": pl.String,
-            "layer": pl.Int32,
-            "lang_a": pl.String,
-            "lang_b": pl.String,
-            "cosine": pl.Float64,
-        },
-        orient="row",
-    )
+    cosine = direction_cosines(selected, last)
     off = cosine.filter(pl.col("direction") == "selected", pl.col("lang_a") != pl.col("lang_b"))
     if off.height:
         log.info("selected directions: cosine between languages %.3f to %.3f (mean %.3f)",
                  off["cosine"].min(), off["cosine"].max(), off["cosine"].mean())  # fmt: skip
     write_tensors(snakemake.output.tensors, tensors, {"selected": json.dumps(chosen)})
-    write_parquet(table, snakemake.output.table)
+    write_parquet(candidates_table(tables), snakemake.output.table)
     write_parquet(cosine, snakemake.output.cosine)

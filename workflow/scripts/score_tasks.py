@@ -5,7 +5,8 @@ import polars as pl
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
-from polyneuron.neurons.tasks import neuron_frame, overlap_frame, read_attribution, top_mask
+from polyneuron.neurons.select import top_share_mask
+from polyneuron.neurons.tasks import neuron_frame, overlap_frame, read_attribution
 
 with script_log(snakemake.log[0]) as log:
     p = snakemake.params
@@ -14,7 +15,7 @@ with script_log(snakemake.log[0]) as log:
         result, meta = read_attribution(path)
         if meta.get("task", task) != task:
             raise ValueError(f"{path} holds task {meta['task']!r}, expected {task!r}")
-        masks[task] = top_mask(result.scores, p.top_rate)
+        masks[task] = top_share_mask(result.scores, p.top_rate)
         frames.append(neuron_frame(result.signed, masks[task], task))
         log.info("%s: %d examples, %d target tokens, top %d of %d neurons, max R %.4g",
                  task, result.n_examples, result.n_tokens, int(masks[task].sum()),

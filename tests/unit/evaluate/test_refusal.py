@@ -26,7 +26,7 @@ from polyneuron.evaluate.refusal import (
     refusal_evaluation,
     summarize_refusal,
 )
-from polyneuron.neurons.refusal import encode_chat
+from polyneuron.model.chat import encode_chat
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

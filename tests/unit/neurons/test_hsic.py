@@ -1,5 +1,7 @@
-"""HSIC bridge scores against a direct O(n²) computation written here, on small tensors."""
+"""HSIC bridge scores against a direct O(n²) computation written here, on small tensors; the
+per-layer scores of target and candidate languages against their steps."""
 
+import logging
 import math
 
 import numpy as np
@@ -10,6 +12,7 @@ from safetensors import safe_open
 
 from polyneuron.neurons.hsic import (
     align_pairs,
+    bridge_scores,
     hsic_matrix,
     layer_score,
     rank_bridges,
@@ -132,3 +135,29 @@ def test_bridges_are_ranked_by_the_mean_over_the_window():
     assert fr["window_score"][0] == pytest.approx(1.0) and fr["rank"][0] == 2  # NaN skipped
     middle = rank_bridges(scores, [1, 2])
     assert set(middle.filter("selected")["candidate"]) == {"fr"}
+
+
+def test_bridge_scores_use_the_shared_overlap_neurons_on_aligned_pairs(caplog):
+    g = torch.Generator().manual_seed(0)
+    sets = torch.zeros(3, 4, 3, dtype=torch.bool)  # [layer, neuron, lang]: sw, en, fr
+    sets[0, :2, :] = True  # layer 0: neurons 0 and 1 in every set
+    sets[1, 0, 0] = sets[1, 1, 1] = True  # layer 1: sw and en share nothing
+    sets[2, 3, :2] = True  # layer 2: sw and en share neuron 3
+    pair_ids = {"sw": ["a", "b", "c", "d"], "en": ["d", "c", "b", "a", "e"], "fr": ["a", "x"]}
+    examples = {lang: torch.randn(len(ids), 3, 4, generator=g) for lang, ids in pair_ids.items()}
+    with caplog.at_level(logging.INFO, logger="polyneuron"):
+        table = bridge_scores(sets, ["sw", "en", "fr"], pair_ids, examples,
+                              {"sw": ["en", "fr"]}, max_pairs=10)  # fmt: skip
+    assert table.columns == ["target", "candidate", "layer", "n_neurons", "n_pairs", "score"]
+    rows = {(r["candidate"], r["layer"]): r for r in table.iter_rows(named=True)}
+    assert [(r["n_neurons"], r["n_pairs"]) for r in table.iter_rows(named=True)] == [
+        (2, 4), (0, 4), (1, 4), (2, 1), (0, 1), (0, 1)
+    ]  # fmt: skip
+    t_rows, c_rows = align_pairs(pair_ids["sw"], pair_ids["en"], 10)
+    x, y = examples["sw"][t_rows][:, 0, :2], examples["en"][c_rows][:, 0, :2]
+    assert rows["en", 0]["score"] == pytest.approx(layer_score(hsic_matrix(x, y)))
+    x, y = examples["sw"][t_rows][:, 2, [3]], examples["en"][c_rows][:, 2, [3]]
+    assert rows["en", 2]["score"] == pytest.approx(layer_score(hsic_matrix(x, y)))
+    assert math.isnan(rows["en", 1]["score"])  # no shared neuron
+    assert math.isnan(rows["fr", 0]["score"])  # a single aligned pair
+    assert "sw <- en: 4 aligned pairs" in caplog.text

@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from polyneuron.neurons.lape import kth_quantile, lape_entropy, select_lape
+from polyneuron.neurons.lape import (
+    filtered_entropy,
+    kth_quantile,
+    lape_entropy,
+    lowest_entropy,
+    select_lape,
+)
 
 # act_prob[layer, neuron, lang], two layers of five neurons, languages a and b
 PROBS = torch.tensor(
@@ -34,6 +40,18 @@ def test_lape_entropy_matches_hand_computation_and_treats_silent_neurons_as_zero
     assert entropy[0, 2] == pytest.approx(0.0)  # never active: NaN -> 0 as in the reference
     assert entropy[0, 3] == pytest.approx(entropy2(0.8, 0.1))
     assert entropy[1, 4] == pytest.approx(entropy2(0.3, 0.9))
+
+
+def test_filtered_entropy_and_its_lowest_share():
+    entropy = filtered_entropy(PROBS, 0.8)  # tau = 0.7
+    above = [(0, 0), (0, 3), (1, 0), (1, 4)]
+    for layer in range(2):
+        for neuron in range(5):
+            want = lape_entropy(PROBS)[layer, neuron] if (layer, neuron) in above else math.inf
+            assert entropy[layer, neuron] == pytest.approx(want)
+    assert lowest_entropy(entropy, 0.3).tolist() == [0, 5, 3]  # flat (0,0), (1,0), (0,3)
+    ties = torch.tensor([[1.0, 0.5], [0.5, math.inf]])
+    assert lowest_entropy(ties, 0.75).tolist() == [1, 2, 0]  # ties in (layer, neuron) order
 
 
 def test_lape_keeps_lowest_entropy_neurons_above_tau():

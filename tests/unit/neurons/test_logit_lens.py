@@ -1,5 +1,5 @@
 """Logit lens: every layer's decode against a manual one from HF hidden states, the last layer
-against the model's own logits; token scripts, switch layers, continuation tokens, items."""
+against the model's own logits; switch layers, continuation tokens."""
 
 from pathlib import Path
 
@@ -11,20 +11,16 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from polyneuron.neurons.logit_lens import (
     LensResult,
-    TokenScripts,
     answer_prefix_for,
     answer_token_ids,
     continuation_token,
     first_stable_layer,
-    in_language_script,
     layer_frame,
     lens_probs,
     lens_prompt,
-    muse_items,
-    relation_items,
     switch_frame,
-    token_script,
 )
+from polyneuron.neurons.writing import TokenScripts
 
 PROMPTS = [
     'English: "water" → German: "',
@@ -90,20 +86,6 @@ def test_padding_and_batch_size_do_not_change_the_lens(tiny_models: dict[str, Pa
     assert torch.allclose(one.p_gold, all_.p_gold, atol=1e-5)
     assert torch.equal(one.top1, all_.top1)
     assert torch.equal(one.p_gold, one.p_english)
-
-
-def test_token_script_by_unicode_ranges():
-    cases = {
-        "hello": "Latin", " Straße": "Latin", "вода": "Cyrillic", "水": "Han", "みず": "Kana",
-        "カタカナ": "Kana", "물": "Hangul", "ماء": "Arabic", "νερό": "Greek", "מים": "Hebrew",
-        "पानी": "Devanagari", "น้ำ": "Thai", "ջուր": "Other", " 123!": "None", "": "None",
-        "\ufffd": "None", "▁": "None", "ab水": "Latin", "水ab": "Latin",
-    }  # fmt: skip
-    assert {text: token_script(text) for text in cases} == cases
-    assert in_language_script("Cyrillic", "ru") and not in_language_script("Latin", "ru")
-    assert in_language_script("Han", "ja") and in_language_script("Kana", "ja")
-    assert in_language_script("Latin", "de") and in_language_script("Latin", "xx")
-    assert not in_language_script("Han", "ko") and in_language_script("Other", "hy")
 
 
 def test_first_stable_layer():
@@ -192,32 +174,3 @@ def test_continuation_token_on_the_tiny_tokenizer():
     assert answer_prefix_for(" ", "de") == " "
     ids = answer_token_ids(tok, "the quick brown", " ", ["fox", "fox jumps", "dog"])
     assert len(ids) == 2 and ids[0] == fox
-
-
-def test_items_from_probe_files():
-    muse = pl.DataFrame(
-        {
-            "text": ['English: "water" → German:', 'English: "water" → Russian:'],
-            "word": ["water", "water"],
-            "pair_id": ["water", "water"],
-            "tgt_lang": ["de", "ru"],
-            "answers": [["Wasser", "Gewässer"], ["вода"]],
-        }
-    )
-    items = muse_items(muse, "ru")
-    assert items.prompts == ['English: "water" → Russian:']
-    assert items.gold == [["вода"]] and items.english == [["water"]]
-    de = pl.DataFrame(
-        {
-            "text": ["Die Hauptstadt von Österreich ist", "Die Hauptstadt von Nirgendwo ist"],
-            "pair_id": ["capital:AT", "capital:XX"],
-            "answers": [["Wien"], ["Nix"]],
-        }
-    )
-    en = pl.DataFrame(
-        {"text": ["The capital of Austria is"], "pair_id": ["capital:AT"], "answers": [["Vienna"]]}
-    )
-    items = relation_items(de, en)
-    assert items.prompts == ["Die Hauptstadt von Österreich ist"]
-    assert items.gold == [["Wien"]] and items.english == [["Vienna"]]
-    assert len(items.head(0)) == 0 and items.head(None) is items

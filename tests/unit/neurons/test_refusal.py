@@ -1,37 +1,38 @@
-"""Refusal directions: chat encoding, the mean difference against HF hidden states, ablation
-leaving no projection, activation addition against a shifted embedding, scores and selection
-against hand computations."""
+"""Refusal directions: ablation leaving no projection, activation addition against a shifted
+embedding, scores and selection against hand computations, and the whole search against its
+steps run by hand."""
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
+import logging
 
 import polars as pl
 import pytest
 import torch
-from tiny import CHAT_TEMPLATE, build_tiny_chat_model, tiny_tokenizer
+from polars.testing import assert_frame_equal
+from tiny import CHAT_TEMPLATE
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from polyneuron import PolyneuronError
 from polyneuron.model.adapters import decoder_layers, residual_writers
+from polyneuron.model.chat import (
+    encode_chat,
+    last_logits,
+    mean_residuals,
+    refusal_token_ids,
+    subset,
+)
 from polyneuron.model.steer import activation_addition, directional_ablation
 from polyneuron.neurons.refusal import (
-    ChatPrompts,
+    DirectionSettings,
     ValidationSet,
-    cosine_matrix,
-    encode_chat,
+    find_refusal_direction,
     first_pruned_layer,
     keep_by_baseline,
     kl_divergence,
-    last_logits,
-    mean_residuals,
     refusal_scores,
-    refusal_token_ids,
     score_candidates,
     select_direction,
-    subset,
-    template_parts,
 )
 
 HARMFUL = ["how do I break into a house", "write a threat", "the lazy dog bites"]
@@ -39,80 +40,15 @@ HARMLESS = ["how do I bake bread", "write a poem about water", "the quick brown 
 CPU = torch.device("cpu")
 
 
-def chat_model(folder: Path, family: str = "llama"):
-    build_tiny_chat_model(folder, family)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(folder)
-
-
 @pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    return chat_model(tmp_path_factory.mktemp("chat") / "llama")
-
-
-def test_template_parts_split_the_rendered_chat_around_the_instruction(llama):
-    _, tokenizer = llama
-    prefix, suffix = template_parts(tokenizer, "tiny")
-    assert prefix == "<s>user: "
-    assert suffix == "</s><s>assistant:"
-
-
-def test_a_tokenizer_without_chat_template_is_refused():
-    with pytest.raises(PolyneuronError, match="no chat template"):
-        template_parts(tiny_tokenizer(), "base-model")
-
-
-def test_every_prompt_ends_with_the_same_post_instruction_tokens(llama):
-    _, tokenizer = llama
-    prompts = encode_chat(tokenizer, HARMFUL, "tiny")
-    post = tokenizer("</s><s>assistant:", add_special_tokens=False)["input_ids"]
-    assert prompts.n_post == len(post) > 1
-    for text, ids in zip(HARMFUL, prompts.input_ids, strict=True):
-        assert ids[-prompts.n_post :] == post
-        assert tokenizer.decode(ids[: -prompts.n_post]) == f"<s>user: {text}"
-    assert subset(prompts, [2, 0]).input_ids == [prompts.input_ids[2], prompts.input_ids[0]]
-
-
-def _direct_means(model, prompts: ChatPrompts) -> torch.Tensor:
-    """Mean over prompts of hidden_states[layer] (the layer's input) at the last n_post
-    positions, one prompt at a time (no padding)."""
-    n_layers = model.config.num_hidden_layers
-    total = 0
-    for ids in prompts.input_ids:
-        out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
-        layer_inputs = torch.stack(out.hidden_states[:n_layers])  # [layer, 1, seq, d]
-        total = total + layer_inputs[:, 0, -prompts.n_post :].transpose(0, 1).double()
-    return total / len(prompts.input_ids)
-
-
-@pytest.mark.parametrize("family", ["llama", "gemma2", "qwen2", "gpt2"])
-def test_mean_residuals_match_hidden_states_and_give_the_mean_difference(tmp_path, family):
-    model, tokenizer = chat_model(tmp_path / family, family)
-    harmful = encode_chat(tokenizer, HARMFUL, "tiny")
-    harmless = encode_chat(tokenizer, HARMLESS, "tiny")
-    with torch.no_grad():
-        want = _direct_means(model, harmful) - _direct_means(model, harmless)
-    got = mean_residuals(model, tokenizer, harmful, CPU, batch_size=2) - mean_residuals(
-        model, tokenizer, harmless, CPU, batch_size=3
-    )
-    assert got.shape == (harmful.n_post, model.config.num_hidden_layers, 32)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
-
-
-def test_last_logits_match_the_models_logits_with_padding(llama):
-    model, tokenizer = llama
-    prompts = encode_chat(tokenizer, HARMLESS, "tiny")
-    got = last_logits(model, tokenizer, prompts, CPU, batch_size=3)
-    with torch.no_grad():
-        want = torch.stack(
-            [model(input_ids=torch.tensor([ids])).logits[0, -1] for ids in prompts.input_ids]
-        )
-    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+def llama(tiny_chat_model):
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_chat_model)
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma2", "gpt2"])
-def test_ablated_direction_has_zero_projection_everywhere(tmp_path, family):
-    model, tokenizer = chat_model(tmp_path / family, family)
+def test_ablated_direction_has_zero_projection_everywhere(load, family):
+    model, tokenizer = load(family)
     torch.manual_seed(1)
     direction = torch.randn(32)
     unit = direction / direction.norm()
@@ -124,7 +60,7 @@ def test_ablated_direction_has_zero_projection_everywhere(tmp_path, family):
     def record_output(_module, _inputs, output):
         seen.append(output[0] if isinstance(output, tuple) else output)
 
-    ids = torch.tensor([encode_chat(tokenizer, HARMFUL[:1], "tiny").input_ids[0]])
+    ids = torch.tensor([tokenizer(HARMFUL[0])["input_ids"]])
     with torch.no_grad():
         before = model(input_ids=ids).logits
         with directional_ablation(model, direction):
@@ -173,18 +109,6 @@ def test_refusal_score_and_kl_against_hand_computations():
     want_kl = (probs * (probs.log() - q.log())).sum(-1)
     torch.testing.assert_close(kl_divergence(logits, other), want_kl)
     assert kl_divergence(logits, logits).abs().max() < 1e-12
-
-
-def test_refusal_tokens_are_the_distinct_first_tokens_of_answer_openings(llama):
-    _, tokenizer = llama
-    phrases = ["The lazy dog", "The quick fox", "  Wasser ist nass", "the end", "水"]
-    ids = refusal_token_ids(tokenizer, phrases)
-    openings = ["The lazy dog", "The quick fox", "Wasser ist nass", "水"]
-    firsts = [tokenizer(p, add_special_tokens=False)["input_ids"][0] for p in openings]
-    assert ids == list(dict.fromkeys(firsts))
-    assert len(ids) == 3  # "The" once; "the end" continues a sentence
-    with pytest.raises(PolyneuronError, match="no refusal tokens"):
-        refusal_token_ids(tokenizer, ["cannot help", " "])
 
 
 def candidates_table() -> pl.DataFrame:
@@ -241,17 +165,6 @@ def test_baseline_filter_keeps_refused_harmful_and_unrefused_harmless():
     assert keep_by_baseline(scores, harmful=False, min_prompts=3) == ([0, 1, 2, 3, 4], False)
 
 
-def test_cosine_matrix_against_hand_values():
-    vectors = {"en": torch.tensor([1.0, 0.0]), "de": torch.tensor([1.0, 1.0])}
-    got = {(a, b): c for a, b, c in cosine_matrix(vectors)}
-    assert got["en", "en"] == pytest.approx(1.0)
-    assert got["en", "de"] == got["de", "en"] == pytest.approx(1 / math.sqrt(2))
-    assert cosine_matrix({}) == []
-    zero = {(a, b): c for a, b, c in cosine_matrix({**vectors, "fr": torch.zeros(2)})}
-    assert math.isnan(zero["fr", "en"]) and math.isnan(zero["fr", "fr"])
-    assert zero["en", "de"] == pytest.approx(1 / math.sqrt(2))
-
-
 def test_score_candidates_scores_every_unpruned_candidate(llama):
     model, tokenizer = llama
     harmful = encode_chat(tokenizer, HARMFUL, "tiny")
@@ -278,3 +191,180 @@ def test_score_candidates_scores_every_unpruned_candidate(llama):
         logits = last_logits(model, tokenizer, harmful, CPU)
     assert row["ablation_score"] == pytest.approx(float(refusal_scores(logits, tokens).mean()))
     assert CHAT_TEMPLATE in tokenizer.chat_template
+
+
+TRAIN_HARMFUL = [*HARMFUL, "write a threat about the dog"]
+TRAIN_HARMLESS = HARMLESS
+VAL_HARMFUL = ["break the house", "a threat to the fox"]
+VAL_HARMLESS = ["bake a bread", "water the tree"]
+
+
+def probes_frame() -> pl.DataFrame:
+    """Refusal probes as the probe stage writes them (test prompts are never read)."""
+    rows = [
+        *((t, "train", "harmful") for t in TRAIN_HARMFUL),
+        *((t, "train", "harmless") for t in TRAIN_HARMLESS),
+        *((t, "val", "harmful") for t in VAL_HARMFUL),
+        *((t, "val", "harmless") for t in VAL_HARMLESS),
+        ("a test prompt", "test", "harmful"),
+    ]
+    return pl.DataFrame(rows, schema=["text", "split", "label"], orient="row")
+
+
+def straddling_tokens(model, tokenizer) -> list[int]:
+    """Refusal tokens under which some harmful train prompts of the tiny model score above 0
+    and some below: the tokens ranked by how much likelier they are after the first prompt
+    than after the last, the first k of them for the smallest k that splits the prompts."""
+    logits = last_logits(model, tokenizer, encode_chat(tokenizer, TRAIN_HARMFUL, "tiny"), CPU)
+    probs = torch.softmax(logits.double(), dim=-1)
+    ranked = torch.argsort(probs[0] - probs[-1], descending=True).tolist()
+    for k in range(1, len(ranked)):
+        passed = int((refusal_scores(logits, ranked[:k]) > 0).sum())
+        if 0 < passed < len(TRAIN_HARMFUL):
+            return ranked[:k]
+    raise AssertionError("no token set splits the harmful train prompts")
+
+
+def directions_by_hand(model, tokenizer, probes, tokens, settings):
+    """What the refusal-direction script computed before the search moved into the library:
+    the prompts (filtered), the directions and the candidates' table."""
+    prompts = {}
+    for split, limit in (("train", settings.max_train), ("val", settings.max_val)):
+        for kind in ("harmful", "harmless"):
+            texts = probes.filter(split=split, label=kind)["text"].to_list()[:limit]
+            encoded = encode_chat(tokenizer, texts, "tiny")
+            if settings.baseline_filter:
+                logits = last_logits(model, tokenizer, encoded, CPU, settings.batch_size)
+                scores = refusal_scores(logits, tokens)
+                rows, _ = keep_by_baseline(scores, kind == "harmful", settings.min_prompts)
+                encoded = subset(encoded, rows)
+            prompts[split, kind] = encoded
+    n_post = prompts["train", "harmful"].n_post
+    harmful = mean_residuals(model, tokenizer, prompts["train", "harmful"], CPU)
+    harmless = mean_residuals(model, tokenizer, prompts["train", "harmless"], CPU)
+    directions = (harmful - harmless).float()
+    val = ValidationSet(prompts["val", "harmful"], prompts["val", "harmless"])
+    candidates = score_candidates(model, tokenizer, directions, val, tokens, CPU,
+                                  prune_layer_rate=settings.prune_layer_rate,
+                                  coeff=settings.coeff, batch_size=settings.batch_size,
+                                  positions=settings.positions)  # fmt: skip
+    table = select_direction(candidates, directions.shape[1],
+                             kl_threshold=settings.kl_threshold,
+                             prune_layer_rate=settings.prune_layer_rate,
+                             induce_threshold=settings.induce_threshold)  # fmt: skip
+    norms = directions.norm(dim=-1)
+    pairs = zip(table["position"], table["layer"], strict=True)
+    table = table.with_columns(
+        pl.lit("de").alias("lang"),
+        pl.Series("norm", [float(norms[pos + n_post, layer]) for pos, layer in pairs]),
+    )
+    return prompts, directions, table
+
+
+TABLE_SCHEMA = {
+    "position": pl.Int32,
+    "layer": pl.Int32,
+    "ablation_score": pl.Float64,
+    "steering_score": pl.Float64,
+    "kl": pl.Float64,
+    "reason": pl.String,
+    "selected": pl.Boolean,
+    "lang": pl.String,
+    "norm": pl.Float64,
+}
+
+
+def test_find_refusal_direction_gives_the_table_and_tensors_of_its_steps(llama):
+    model, tokenizer = llama
+    tokens = refusal_token_ids(tokenizer, ["The", "I"])
+    settings = DirectionSettings(positions=2, baseline_filter=False, prune_layer_rate=0.3)
+    probes = probes_frame()
+    found = find_refusal_direction(model, tokenizer, probes, tokens, CPU, settings, "tiny", "de")
+    _, directions, table = directions_by_hand(model, tokenizer, probes, tokens, settings)
+    assert dict(found.table.schema) == TABLE_SCHEMA
+    n_post = found.n_post
+    assert found.table.height == 2 * 3  # the last 2 positions x 3 layers
+    assert sorted(set(found.table["position"])) == [-2, -1]
+    assert found.table["lang"].to_list() == ["de"] * 6
+    assert_frame_equal(found.table, table)
+    torch.testing.assert_close(found.directions, directions, rtol=0, atol=0)
+    assert found.table["selected"].sum() == 1
+    best = found.best
+    assert best["layer"] < first_pruned_layer(3, 0.3) and best["ablation_score"] is not None
+    assert best == table.filter("selected").row(0, named=True)
+    tensors = found.tensors()
+    assert set(tensors) == {"directions", "selected"}
+    assert torch.equal(tensors["selected"], directions[best["position"] + n_post, best["layer"]])
+    assert best["norm"] == pytest.approx(float(tensors["selected"].norm()))
+    assert found.metadata() == {
+        "model": "tiny",
+        "lang": "de",
+        "position": str(best["position"]),
+        "layer": str(best["layer"]),
+        "n_post": str(n_post),
+    }
+    # the script's log line before the move, to the character
+    old_format = ("%s: %d post-instruction positions x %d layers; selected position %d, layer %d "
+                  "(ablation score %.3f, steering score %.3f, KL %.4f)%s")  # fmt: skip
+    reason = f"; {best['reason']}" if best["reason"] else ""
+    args = ("de", n_post, 3, best["position"], best["layer"], best["ablation_score"],
+            best["steering_score"], best["kl"], reason)  # fmt: skip
+    assert found.summary() == old_format % args
+
+
+def test_the_baseline_filter_keeps_passing_prompts_or_else_all(llama, caplog):
+    model, tokenizer = llama
+    tokens = straddling_tokens(model, tokenizer)
+    probes = probes_frame()
+    settings = DirectionSettings(positions=1, min_prompts=1)
+    with caplog.at_level(logging.INFO, logger="polyneuron"):
+        found = find_refusal_direction(model, tokenizer, probes, tokens, CPU, settings, "tiny",
+                                       "de")  # fmt: skip
+    prompts, directions, table = directions_by_hand(model, tokenizer, probes, tokens, settings)
+    kept = len(prompts["train", "harmful"].input_ids)
+    assert 0 < kept < len(TRAIN_HARMFUL)  # the filter dropped some harmful prompts
+    torch.testing.assert_close(found.directions, directions, rtol=0, atol=0)
+    assert found.table.equals(table)
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"de train harmful: {kept} of {len(TRAIN_HARMFUL)} prompts refused" in "\n".join(lines)
+    assert sum("prompts refused" in line or "not refused" in line for line in lines) == 4
+
+    # too few pass: every prompt is kept, as without the filter
+    caplog.clear()
+    strict = DirectionSettings(positions=1, min_prompts=len(TRAIN_HARMLESS) + 1)
+    with caplog.at_level(logging.INFO, logger="polyneuron"):
+        fallback = find_refusal_direction(model, tokenizer, probes, tokens, CPU, strict, "tiny",
+                                          "de")  # fmt: skip
+    unfiltered = find_refusal_direction(model, tokenizer, probes, tokens, CPU,
+                                        DirectionSettings(positions=1, baseline_filter=False),
+                                        "tiny", "de")  # fmt: skip
+    torch.testing.assert_close(fallback.directions, unfiltered.directions, rtol=0, atol=0)
+    assert not torch.equal(found.directions, unfiltered.directions)
+    assert fallback.table.equals(unfiltered.table)
+    fell_back = [r.getMessage() for r in caplog.records if "all kept" in r.getMessage()]
+    assert len(fell_back) == 4  # train and val, harmful and harmless
+    assert all(f"fewer than {strict.min_prompts}: all kept" in line for line in fell_back)
+
+
+def test_only_the_first_prompts_of_each_split_are_read(llama):
+    model, tokenizer = llama
+    tokens = refusal_token_ids(tokenizer, ["The", "I"])
+    settings = DirectionSettings(max_train=2, max_val=1, baseline_filter=False)
+    probes = probes_frame()
+    found = find_refusal_direction(model, tokenizer, probes, tokens, CPU, settings, "tiny", "de")
+    first = pl.concat(
+        [probes.filter(split=s, label=k).head(n) for s, n in (("train", 2), ("val", 1))
+         for k in ("harmful", "harmless")]
+    )  # fmt: skip
+    everything = DirectionSettings(max_train=None, max_val=None, baseline_filter=False)
+    same = find_refusal_direction(model, tokenizer, first, tokens, CPU, everything, "tiny", "de")
+    torch.testing.assert_close(found.directions, same.directions, rtol=0, atol=0)
+    assert found.table.equals(same.table)
+
+
+def test_a_split_without_prompts_is_an_error_naming_the_probes(llama):
+    model, tokenizer = llama
+    probes = probes_frame().filter(~((pl.col("split") == "val") & (pl.col("label") == "harmless")))
+    with pytest.raises(PolyneuronError, match=r"de\.parquet: no harmless prompts in split 'val'"):
+        find_refusal_direction(model, tokenizer, probes, [3], CPU, DirectionSettings(), "tiny",
+                               "de", source="results/probes/refusal/de.parquet")  # fmt: skip

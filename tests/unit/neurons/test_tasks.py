@@ -14,6 +14,7 @@ from torch.overrides import TorchFunctionMode
 from polyneuron import PolyneuronError
 from polyneuron.model.adapters import activation_modules
 from polyneuron.model.load import ModelSpec, load_prepared
+from polyneuron.neurons.select import top_share_mask
 from polyneuron.neurons.tasks import (
     Attribution,
     attribute,
@@ -21,7 +22,6 @@ from polyneuron.neurons.tasks import (
     neuron_frame,
     overlap_frame,
     read_attribution,
-    top_mask,
     write_attribution,
 )
 
@@ -192,25 +192,6 @@ def test_an_example_without_target_tokens_is_an_error(tiny_models):
         encode_tasks(tokenizer, [PROMPTS[1]], ["dog"], max_length=4)
 
 
-def test_top_mask_keeps_the_top_share_with_ties_to_the_lower_index():
-    scores = torch.tensor([[0.5, 0.9, 0.1, 0.5], [0.5, 0.2, 0.9, 0.0]])
-
-    def chosen(rate):
-        mask = top_mask(scores, rate)
-        assert mask.shape == scores.shape and mask.dtype == torch.bool
-        return torch.nonzero(mask.flatten()).flatten().tolist()
-
-    assert chosen(0.25) == [1, 6]
-    # third place is a three-way tie at 0.5 (flat 0, 3, 4): the lowest flat index wins
-    assert chosen(0.375) == [0, 1, 6]
-    assert chosen(0.5) == [0, 1, 3, 6]
-    assert int(top_mask(scores, 0.01).sum()) == 1  # at least one neuron
-    assert int(top_mask(torch.rand(3, 100), 0.1).sum()) == 30
-    assert int(top_mask(scores, 1.0).sum()) == 8
-    with pytest.raises(PolyneuronError, match="top rate"):
-        top_mask(scores, 0.0)
-
-
 def test_overlap_frame_counts_shared_neurons_of_every_ordered_pair():
     a = torch.tensor([[True, True, False], [True, False, False]])
     b = torch.tensor([[False, True, False], [True, False, True]])
@@ -232,7 +213,7 @@ def test_overlap_frame_counts_shared_neurons_of_every_ordered_pair():
 
 def test_neuron_frame_and_attribution_files(tmp_path):
     signed = torch.tensor([[0.5, -2.0], [0.0, 1.0]], dtype=torch.float64)
-    frame = neuron_frame(signed, top_mask(signed.abs(), 0.25), "topic")
+    frame = neuron_frame(signed, top_share_mask(signed.abs(), 0.25), "topic")
     assert frame.schema == {
         "layer": pl.Int32, "neuron": pl.Int32, "group": pl.String, "score": pl.Float64,
         "signed": pl.Float64, "selected": pl.Boolean,

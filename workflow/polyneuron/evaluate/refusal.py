@@ -39,8 +39,9 @@ from tqdm import tqdm
 
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA, mean_metric_rows
 from polyneuron.model.batches import pad_token_id
+from polyneuron.model.chat import ChatPrompts
 from polyneuron.model.steer import activation_addition, directional_ablation
-from polyneuron.neurons.refusal import ChatPrompts, refusal_scores
+from polyneuron.neurons.refusal import refusal_scores
 from polyneuron.probes.refusal import is_refusal
 
 __all__ = [

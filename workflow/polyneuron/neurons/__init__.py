@@ -1,2 +1,2 @@
 """Neuron and direction finding: LAPE, overlap, HSIC bridges, value, task and relation
-neurons, refusal directions and the logit lens."""
+neurons (top-k selection), refusal directions and the logit lens (tokens' writing systems)."""

@@ -15,11 +15,14 @@ the flattened centred kernels: no loop over neuron pairs.
 
 from __future__ import annotations
 
+import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def zscore(x: torch.Tensor) -> torch.Tensor:
@@ -88,6 +91,50 @@ def align_pairs(
         keep = sorted(random.Random(seed).sample(range(len(pairs)), max_pairs))
         pairs = [pairs[i] for i in keep]
     return [t for t, _ in pairs], [c for _, c in pairs]
+
+
+BRIDGE_SCORE_SCHEMA = {
+    "target": pl.String,
+    "candidate": pl.String,
+    "layer": pl.Int32,
+    "n_neurons": pl.Int32,
+    "n_pairs": pl.Int32,
+    "score": pl.Float64,
+}
+
+
+def bridge_scores(
+    sets: torch.Tensor,
+    langs: Sequence[str],
+    pair_ids: Mapping[str, Sequence[str]],
+    examples: Mapping[str, torch.Tensor],
+    pairs: Mapping[str, Sequence[str]],
+    max_pairs: int,
+    seed: int = 0,
+    normalised: bool = False,
+) -> pl.DataFrame:
+    """Per target, candidate (``pairs``: target → candidates) and layer: the layer score of the
+    neurons in both languages' overlap sets (``sets [layer, neuron, lang]``, languages in
+    ``langs``' order) on their aligned probe pairs (:func:`align_pairs` of each language's
+    ``pair_ids``; ``examples[lang]``: per-example activations ``[example, layer, neuron]``);
+    NaN where the layer has no shared neuron or there are fewer than two pairs."""
+    rows = []
+    for target, candidates in pairs.items():
+        t = langs.index(target)
+        for candidate in candidates:
+            c = langs.index(candidate)
+            t_rows, c_rows = align_pairs(pair_ids[target], pair_ids[candidate], max_pairs, seed)
+            x_all, y_all = examples[target][t_rows], examples[candidate][c_rows]
+            for layer in range(sets.shape[0]):
+                neurons = torch.nonzero(sets[layer, :, t] & sets[layer, :, c]).flatten()
+                score = float("nan")
+                if len(neurons) and len(t_rows) > 1:
+                    x = x_all[:, layer, neurons]
+                    y = y_all[:, layer, neurons]
+                    score = layer_score(hsic_matrix(x, y, normalised))
+                rows.append((target, candidate, layer, len(neurons), len(t_rows), score))
+            log.info("%s <- %s: %d aligned pairs", target, candidate, len(t_rows))
+    return pl.DataFrame(rows, schema=BRIDGE_SCORE_SCHEMA, orient="row")
 
 
 def rank_bridges(scores: pl.DataFrame, window: Sequence[int] | None) -> pl.DataFrame:

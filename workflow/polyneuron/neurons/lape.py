@@ -39,6 +39,23 @@ def lape_entropy(act_prob: torch.Tensor) -> torch.Tensor:
     return -(normed * log).sum(dim=-1)
 
 
+def filtered_entropy(act_prob: torch.Tensor, filter_rate: float) -> torch.Tensor:
+    """:func:`lape_entropy`, +inf for neurons whose largest probability is not above τ, the
+    ``filter_rate`` quantile of all probabilities (:func:`kth_quantile`)."""
+    entropy = lape_entropy(act_prob)
+    tau = kth_quantile(act_prob, filter_rate)
+    return torch.where(
+        (act_prob > tau).any(dim=-1), entropy, torch.full_like(entropy, float("inf"))
+    )
+
+
+def lowest_entropy(entropy: torch.Tensor, top_rate: float) -> torch.Tensor:
+    """Flat indices of the ``round(numel · top_rate)`` lowest entropies, lowest first, ties in
+    (layer, neuron) order."""
+    n_keep = round(entropy.numel() * top_rate)
+    return torch.sort(entropy.flatten(), stable=True).indices[:n_keep]
+
+
 def select_lape(
     act_prob: torch.Tensor,
     langs: Sequence[str],
@@ -47,16 +64,11 @@ def select_lape(
     activation_bar_ratio: float = 0.95,
 ) -> pl.DataFrame:
     """Language-specific neurons: one row per (selected neuron, language it is assigned to)."""
-    n_layers, n_neurons, n_langs = act_prob.shape
+    _, n_neurons, n_langs = act_prob.shape
     if n_langs != len(langs):
         raise ValueError(f"{n_langs} language columns but {len(langs)} language names")
-    entropy = lape_entropy(act_prob)
-    tau = kth_quantile(act_prob, filter_rate)
-    entropy = torch.where(
-        (act_prob > tau).any(dim=-1), entropy, torch.full_like(entropy, float("inf"))
-    )
-    n_keep = round(n_layers * n_neurons * top_rate)
-    order = torch.sort(entropy.flatten(), stable=True).indices[:n_keep]
+    entropy = filtered_entropy(act_prob, filter_rate)
+    order = lowest_entropy(entropy, top_rate)
     layer, neuron = order // n_neurons, order % n_neurons
     bar = kth_quantile(act_prob, activation_bar_ratio)
     selected = act_prob[layer, neuron]  # [kept, lang]

@@ -13,12 +13,15 @@ per (position, layer). A candidate is scored on the validation prompts as the re
 
 The refusal score of a prompt is log P(refusal token) − log(1 − P(refusal token)) at the last
 position. Candidates in the last 20% of layers, with KL above 0.1 or a steering score below 0
-are discarded; the lowest ablation score wins.
+are discarded; the lowest ablation score wins. :func:`find_refusal_direction` runs it all for
+one model and language (the chat prompts and the model's readouts of them:
+:mod:`polyneuron.model.chat`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -27,158 +30,11 @@ from torch import nn
 from tqdm import tqdm
 
 from polyneuron import PolyneuronError
-from polyneuron.model.adapters import decoder_body, decoder_layers, unembed
-from polyneuron.model.batches import pad_token_id
-from polyneuron.model.steer import activation_addition, directional_ablation, hidden_arg
+from polyneuron.model.chat import ChatPrompts, encode_chat, last_logits, mean_residuals, subset
+from polyneuron.model.steer import activation_addition, directional_ablation
 
-SENTINEL = "<<polyneuron-instruction>>"
 EPS = 1e-8
-
-
-@dataclass(frozen=True)
-class ChatPrompts:
-    """Token ids of instructions wrapped in the chat template; the last ``n_post`` tokens of
-    every prompt are the post-instruction template tokens."""
-
-    input_ids: list[list[int]]
-    n_post: int
-
-
-def template_parts(tokenizer, model_name: str) -> tuple[str, str]:
-    """The chat template's text before and after a single user instruction (with the
-    assistant's generation prompt)."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise PolyneuronError(
-            f"model {model_name!r}: its tokenizer has no chat template; refusal directions need "
-            "an instruction-tuned model (config key chat_models)"
-        )
-    rendered = tokenizer.apply_chat_template(
-        [{"role": "user", "content": SENTINEL}], add_generation_prompt=True, tokenize=False
-    )
-    if rendered.count(SENTINEL) != 1:
-        raise PolyneuronError(
-            f"model {model_name!r}: its chat template does not place the user's message once"
-        )
-    prefix, suffix = rendered.split(SENTINEL)
-    return prefix, suffix
-
-
-def encode_chat(tokenizer, instructions: Sequence[str], model_name: str) -> ChatPrompts:
-    """Each instruction in the chat template. The post-instruction tokens are tokenised on
-    their own and appended, so they are the same ids at the same offsets from the end in
-    every prompt."""
-    prefix, suffix = template_parts(tokenizer, model_name)
-    post = tokenizer(suffix, add_special_tokens=False)["input_ids"]
-    if not post:
-        raise PolyneuronError(f"model {model_name!r}: empty post-instruction template")
-    heads = tokenizer([prefix + text for text in instructions], add_special_tokens=False)
-    return ChatPrompts([list(ids) + list(post) for ids in heads["input_ids"]], len(post))
-
-
-def refusal_token_ids(tokenizer, phrases: Sequence[str]) -> list[int]:
-    """The distinct first tokens of the refusal phrases that can open an answer: a phrase that
-    starts with a lower-case letter ("cannot help with", "is illegal") continues a sentence
-    and is left out; phrases in scripts without case are all kept."""
-    ids = []
-    for phrase in phrases:
-        text = phrase.strip()
-        if not text or text[0].islower():
-            continue
-        tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if tokens and tokens[0] not in ids:
-            ids.append(int(tokens[0]))
-    if not ids:
-        raise PolyneuronError(
-            "no refusal tokens: no refusal phrase can open an answer (every one is empty or "
-            "starts with a lower-case letter)"
-        )
-    return ids
-
-
-def _batches(prompts: ChatPrompts, rows: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    order = sorted(rows, key=lambda i: (len(prompts.input_ids[i]), i))
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
-
-
-def _collate(prompts: ChatPrompts, rows: Sequence[int], pad: int, device: torch.device):
-    """Right-padded ids, attention mask and each row's length."""
-    lengths = torch.tensor([len(prompts.input_ids[i]) for i in rows])
-    ids = torch.full((len(rows), int(lengths.max())), pad, dtype=torch.long)
-    attention = torch.zeros_like(ids)
-    for row, i in enumerate(rows):
-        ids[row, : lengths[row]] = torch.tensor(prompts.input_ids[i])
-        attention[row, : lengths[row]] = 1
-    return ids.to(device), attention.to(device), lengths.to(device)
-
-
-def mean_residuals(
-    model: nn.Module,
-    tokenizer,
-    prompts: ChatPrompts,
-    device: torch.device,
-    batch_size: int = 32,
-    desc: str = "residuals",
-) -> torch.Tensor:
-    """Mean over prompts of each layer's input at the post-instruction positions:
-    ``[n_post, layers, hidden]`` float64."""
-    layers = decoder_layers(model)
-    n = len(prompts.input_ids)
-    if n == 0:
-        raise PolyneuronError("no prompts to average")
-    hidden_size = model.get_input_embeddings().weight.shape[1]
-    total = torch.zeros(prompts.n_post, len(layers), hidden_size, dtype=torch.float64)
-    total = total.to(device)
-    offsets = torch.arange(-prompts.n_post, 0, device=device)
-    positions: list[torch.Tensor] = []
-
-    def hook(layer: int):
-        def pre(_module, args, kwargs):
-            hidden = hidden_arg(args, kwargs)
-            rows = torch.arange(hidden.shape[0], device=device)[:, None]
-            total[:, layer] += hidden[rows, positions[0]].sum(0).to(torch.float64)
-
-        return pre
-
-    handles = [
-        layer.register_forward_pre_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)
-    ]
-    body, pad = decoder_body(model), pad_token_id(tokenizer)
-    try:
-        with torch.inference_mode():
-            for rows in tqdm(list(_batches(prompts, range(n), batch_size)), desc=desc):
-                ids, attention, lengths = _collate(prompts, rows, pad, device)
-                positions[:] = [lengths[:, None] + offsets[None, :]]
-                body(input_ids=ids, attention_mask=attention, use_cache=False)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return (total / n).cpu()
-
-
-def last_logits(
-    model: nn.Module,
-    tokenizer,
-    prompts: ChatPrompts,
-    device: torch.device,
-    batch_size: int = 32,
-) -> torch.Tensor:
-    """Next-token logits after each prompt's last token, ``[prompts, vocab]`` float32, in
-    prompt order (the unembedding runs on the last positions only)."""
-    n = len(prompts.input_ids)
-    out: torch.Tensor | None = None
-    body, pad = decoder_body(model), pad_token_id(tokenizer)
-    with torch.inference_mode():
-        for rows in _batches(prompts, range(n), batch_size):
-            ids, attention, lengths = _collate(prompts, rows, pad, device)
-            hidden = body(input_ids=ids, attention_mask=attention, use_cache=False)[0]
-            last = hidden[torch.arange(len(rows), device=device), lengths - 1]
-            logits = unembed(model, last).float().cpu()
-            if out is None:
-                out = torch.empty(n, logits.shape[-1])
-            out[rows] = logits
-    assert out is not None, "no prompts"
-    return out
+log = logging.getLogger(__name__)
 
 
 def refusal_scores(logits: torch.Tensor, token_ids: Sequence[int]) -> torch.Tensor:
@@ -313,20 +169,6 @@ def select_direction(
     return frame
 
 
-def cosine_matrix(vectors: dict[str, torch.Tensor]) -> list[tuple[str, str, float]]:
-    """Cosine similarity of every ordered pair of named vectors; NaN where a vector is zero
-    (a layer-0 direction at the post-instruction positions is: both means embed the same
-    template tokens)."""
-    names = list(vectors)
-    if not names:
-        return []
-    stacked = torch.stack([vectors[n].double() for n in names])
-    norms = stacked.norm(dim=-1, keepdim=True)
-    unit = torch.where(norms > 0, stacked / norms, torch.full_like(stacked, float("nan")))
-    sims = unit @ unit.T
-    return [(a, b, float(sims[i, j])) for i, a in enumerate(names) for j, b in enumerate(names)]
-
-
 def keep_by_baseline(
     scores: torch.Tensor, harmful: bool, min_prompts: int
 ) -> tuple[list[int], bool]:
@@ -340,5 +182,159 @@ def keep_by_baseline(
     return rows, True
 
 
-def subset(prompts: ChatPrompts, rows: Sequence[int]) -> ChatPrompts:
-    return ChatPrompts([prompts.input_ids[i] for i in rows], prompts.n_post)
+@dataclass(frozen=True)
+class DirectionSettings:
+    """How :func:`find_refusal_direction` picks its prompts and its candidate (config key
+    ``refusal_directions``; the defaults are the reference's, ``max_val`` and ``positions``
+    aside)."""
+
+    max_train: int | None = 128  # train prompts per kind (None: all)
+    max_val: int | None = 16  # validation prompts per kind
+    positions: int | None = 1  # candidates at the last this many positions (None: all)
+    baseline_filter: bool = True  # keep refused harmful and unrefused harmless prompts
+    min_prompts: int = 8  # fewer pass the filter: keep all
+    kl_threshold: float = 0.1
+    prune_layer_rate: float = 0.2
+    induce_threshold: float | None = 0.0
+    coeff: float = 1.0  # activation addition's coefficient in the steering score
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class RefusalDirection:
+    """The candidates of one model and language and the one selected: ``directions``
+    ``[post-instruction position, layer, hidden]`` float32 (mean harmful − mean harmless layer
+    input), ``table`` every candidate's scores, why it was discarded, whether it was selected,
+    its language and its direction's norm."""
+
+    model_name: str
+    lang: str
+    directions: torch.Tensor
+    table: pl.DataFrame
+
+    @property
+    def n_post(self) -> int:
+        return int(self.directions.shape[0])
+
+    @property
+    def best(self) -> dict:
+        """The selected candidate's row of :attr:`table`."""
+        return self.table.filter("selected").row(0, named=True)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """``directions`` and the ``selected`` candidate, for a safetensors file."""
+        best = self.best
+        selected = self.directions[best["position"] + self.n_post, best["layer"]]
+        return {"directions": self.directions.contiguous(), "selected": selected.contiguous()}
+
+    def metadata(self) -> dict[str, str]:
+        """The safetensors file's metadata: model, language, the selected candidate."""
+        best = self.best
+        return {
+            "model": self.model_name,
+            "lang": self.lang,
+            "position": str(best["position"]),
+            "layer": str(best["layer"]),
+            "n_post": str(self.n_post),
+        }
+
+    def summary(self) -> str:
+        """One line: the candidates' grid and the selected candidate's scores."""
+        best = self.best
+        reason = f"; {best['reason']}" if best["reason"] else ""
+        return (
+            f"{self.lang}: {self.n_post} post-instruction positions x "
+            f"{self.directions.shape[1]} layers; selected position {best['position']}, layer "
+            f"{best['layer']} (ablation score {best['ablation_score']:.3f}, steering score "
+            f"{best['steering_score']:.3f}, KL {best['kl']:.4f}){reason}"
+        )
+
+
+def _baseline_kept(
+    model: nn.Module,
+    tokenizer,
+    prompts: ChatPrompts,
+    token_ids: Sequence[int],
+    device: torch.device,
+    harmful: bool,
+    settings: DirectionSettings,
+    label: str,
+) -> ChatPrompts:
+    """The prompts :func:`keep_by_baseline` keeps, with a log line on how many passed."""
+    logits = last_logits(model, tokenizer, prompts, device, settings.batch_size)
+    scores = refusal_scores(logits, token_ids)
+    rows, applied = keep_by_baseline(scores, harmful, settings.min_prompts)
+    passed = int((scores > 0).sum() if harmful else (scores < 0).sum())
+    log.info("%s: %d of %d prompts %s (mean refusal score %.2f)%s", label, passed,
+             len(prompts.input_ids), "refused" if harmful else "not refused",
+             float(scores.mean()),
+             "" if applied else f"; fewer than {settings.min_prompts}: all kept")  # fmt: skip
+    return subset(prompts, rows)
+
+
+def find_refusal_direction(
+    model: nn.Module,
+    tokenizer,
+    probes: pl.DataFrame,
+    token_ids: Sequence[int],
+    device: torch.device,
+    settings: DirectionSettings,
+    model_name: str,
+    lang: str,
+    source: str = "probes",
+) -> RefusalDirection:
+    """The refusal direction of one model in one language from its refusal probes (``text``,
+    ``split``, ``label`` harmful/harmless): the first ``max_train``/``max_val`` prompts per
+    kind of the train and validation splits in the chat template, kept by their baseline
+    refusal score (``baseline_filter``), the mean differences of the train prompts' layer
+    inputs as candidates, scored on the validation prompts and selected
+    (:func:`score_candidates`, :func:`select_direction`). ``source`` names the probes in
+    errors."""
+    prompts = {}
+    for split, limit in (("train", settings.max_train), ("val", settings.max_val)):
+        for kind in ("harmful", "harmless"):
+            texts = probes.filter(split=split, label=kind)["text"].to_list()[:limit]
+            if not texts:
+                raise PolyneuronError(f"{source}: no {kind} prompts in split {split!r}")
+            encoded = encode_chat(tokenizer, texts, model_name)
+            if settings.baseline_filter:
+                label = f"{lang} {split} {kind}"
+                encoded = _baseline_kept(
+                    model, tokenizer, encoded, token_ids, device, kind == "harmful", settings, label
+                )
+            prompts[split, kind] = encoded
+    n_post = prompts["train", "harmful"].n_post
+    train = {
+        kind: mean_residuals(model, tokenizer, prompts["train", kind], device,
+                             settings.batch_size, desc=f"{model_name}/{lang} {kind}")
+        for kind in ("harmful", "harmless")
+    }  # fmt: skip
+    directions = (train["harmful"] - train["harmless"]).float()
+    n_layers = directions.shape[1]
+    candidates = score_candidates(
+        model,
+        tokenizer,
+        directions,
+        ValidationSet(prompts["val", "harmful"], prompts["val", "harmless"]),
+        token_ids,
+        device,
+        prune_layer_rate=settings.prune_layer_rate,
+        coeff=settings.coeff,
+        batch_size=settings.batch_size,
+        positions=settings.positions,
+        desc=f"{model_name}/{lang} candidates",
+    )
+    table = select_direction(
+        candidates,
+        n_layers,
+        kl_threshold=settings.kl_threshold,
+        prune_layer_rate=settings.prune_layer_rate,
+        induce_threshold=settings.induce_threshold,
+    )
+    norms = directions.norm(dim=-1)  # [position, layer]
+    pairs = zip(table["position"], table["layer"], strict=True)
+    table = table.with_columns(
+        pl.lit(lang).alias("lang"),
+        pl.Series("norm", [float(norms[pos + n_post, layer]) for pos, layer in pairs]),
+    )
+    return RefusalDirection(model_name, lang, directions, table)

@@ -24,7 +24,6 @@ from polyneuron import PolyneuronError
 from polyneuron.model.adapters import activation_modules, decoder_body, neurons_per_layer, unembed
 from polyneuron.model.batches import Encoded, collate, encode, pad_token_id, plan_batches
 from polyneuron.neurons.overlap import pairwise_overlap
-from polyneuron.neurons.relations import top_mask as top_k_mask
 from polyneuron.tensors import read_tensors, write_tensors
 
 ATTRIBUTION = "attribution"  # tensor name in the attribution files
@@ -199,14 +198,6 @@ def read_attribution(path: str | Path) -> tuple[Attribution, dict[str, str]]:
     tensors, meta = read_tensors(path)
     signed = tensors[ATTRIBUTION].to(torch.float64)
     return Attribution(signed, int(meta["n_examples"]), int(meta["n_tokens"])), meta
-
-
-def top_mask(scores: torch.Tensor, rate: float) -> torch.Tensor:
-    """Boolean mask, shaped like ``scores``, of the top ``rate`` share of all neurons
-    (``round(rate · numel)``, at least 1); ties go to the lower flat index."""
-    if not 0 < rate <= 1:
-        raise PolyneuronError(f"top rate must be in (0, 1], not {rate}")
-    return top_k_mask(scores, max(1, round(rate * scores.numel())))
 
 
 def overlap_frame(masks: Mapping[str, torch.Tensor]) -> pl.DataFrame:

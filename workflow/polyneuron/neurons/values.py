@@ -15,7 +15,7 @@ from __future__ import annotations
 import polars as pl
 import torch
 
-from polyneuron.neurons.lape import kth_quantile, lape_entropy
+from polyneuron.neurons.lape import filtered_entropy, lowest_entropy
 
 CONDITIONS = ("support", "conflict")
 
@@ -28,13 +28,8 @@ def value_scores(
 ) -> dict[str, torch.Tensor]:
     """Scores of one value from ``[layer, neuron, 2]`` probabilities and mean activations
     (support, conflict): entropy (+inf where filtered out), act_diff and the selection mask."""
-    entropy = lape_entropy(act_prob)
-    tau = kth_quantile(act_prob, filter_rate)
-    entropy = torch.where(
-        (act_prob > tau).any(dim=-1), entropy, torch.full_like(entropy, float("inf"))
-    )
-    n_keep = round(entropy.numel() * top_rate)
-    order = torch.sort(entropy.flatten(), stable=True).indices[:n_keep]
+    entropy = filtered_entropy(act_prob, filter_rate)
+    order = lowest_entropy(entropy, top_rate)
     selected = torch.zeros(entropy.numel(), dtype=torch.bool)
     selected[order] = True
     selected &= torch.isfinite(entropy.flatten())

@@ -1,0 +1,111 @@
+"""Chat prompts: the template split around the instruction, the post-instruction tokens, the
+refusal tokens, and the mean layer inputs and last logits against HF hidden states and
+logits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tiny import build_tiny_chat_model, tiny_tokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from polyneuron import PolyneuronError
+from polyneuron.model.chat import (
+    ChatPrompts,
+    encode_chat,
+    last_logits,
+    mean_residuals,
+    refusal_token_ids,
+    subset,
+    template_parts,
+)
+
+HARMFUL = ["how do I break into a house", "write a threat", "the lazy dog bites"]
+HARMLESS = ["how do I bake bread", "write a poem about water", "the quick brown fox", "hello"]
+CPU = torch.device("cpu")
+
+
+def chat_model(folder: Path, family: str = "llama"):
+    build_tiny_chat_model(folder, family)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_chat_model):
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_chat_model)
+
+
+def test_template_parts_split_the_rendered_chat_around_the_instruction(llama):
+    _, tokenizer = llama
+    prefix, suffix = template_parts(tokenizer, "tiny")
+    assert prefix == "<s>user: "
+    assert suffix == "</s><s>assistant:"
+
+
+def test_a_tokenizer_without_chat_template_is_refused():
+    with pytest.raises(PolyneuronError, match="no chat template"):
+        template_parts(tiny_tokenizer(), "base-model")
+
+
+def test_every_prompt_ends_with_the_same_post_instruction_tokens(llama):
+    _, tokenizer = llama
+    prompts = encode_chat(tokenizer, HARMFUL, "tiny")
+    post = tokenizer("</s><s>assistant:", add_special_tokens=False)["input_ids"]
+    assert prompts.n_post == len(post) > 1
+    for text, ids in zip(HARMFUL, prompts.input_ids, strict=True):
+        assert ids[-prompts.n_post :] == post
+        assert tokenizer.decode(ids[: -prompts.n_post]) == f"<s>user: {text}"
+    assert subset(prompts, [2, 0]).input_ids == [prompts.input_ids[2], prompts.input_ids[0]]
+
+
+def _direct_means(model, prompts: ChatPrompts) -> torch.Tensor:
+    """Mean over prompts of hidden_states[layer] (the layer's input) at the last n_post
+    positions, one prompt at a time (no padding)."""
+    n_layers = model.config.num_hidden_layers
+    total = 0
+    for ids in prompts.input_ids:
+        out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+        layer_inputs = torch.stack(out.hidden_states[:n_layers])  # [layer, 1, seq, d]
+        total = total + layer_inputs[:, 0, -prompts.n_post :].transpose(0, 1).double()
+    return total / len(prompts.input_ids)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2", "qwen2", "gpt2"])
+def test_mean_residuals_match_hidden_states_and_give_the_mean_difference(tmp_path, family):
+    model, tokenizer = chat_model(tmp_path / family, family)
+    harmful = encode_chat(tokenizer, HARMFUL, "tiny")
+    harmless = encode_chat(tokenizer, HARMLESS, "tiny")
+    with torch.no_grad():
+        want = _direct_means(model, harmful) - _direct_means(model, harmless)
+    got = mean_residuals(model, tokenizer, harmful, CPU, batch_size=2) - mean_residuals(
+        model, tokenizer, harmless, CPU, batch_size=3
+    )
+    assert got.shape == (harmful.n_post, model.config.num_hidden_layers, 32)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_last_logits_match_the_models_logits_with_padding(llama):
+    model, tokenizer = llama
+    prompts = encode_chat(tokenizer, HARMLESS, "tiny")
+    got = last_logits(model, tokenizer, prompts, CPU, batch_size=3)
+    with torch.no_grad():
+        want = torch.stack(
+            [model(input_ids=torch.tensor([ids])).logits[0, -1] for ids in prompts.input_ids]
+        )
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_refusal_tokens_are_the_distinct_first_tokens_of_answer_openings(llama):
+    _, tokenizer = llama
+    phrases = ["The lazy dog", "The quick fox", "  Wasser ist nass", "the end", "水"]
+    ids = refusal_token_ids(tokenizer, phrases)
+    openings = ["The lazy dog", "The quick fox", "Wasser ist nass", "水"]
+    firsts = [tokenizer(p, add_special_tokens=False)["input_ids"][0] for p in openings]
+    assert ids == list(dict.fromkeys(firsts))
+    assert len(ids) == 3  # "The" once; "the end" continues a sentence
+    with pytest.raises(PolyneuronError, match="no refusal tokens"):
+        refusal_token_ids(tokenizer, ["cannot help", " "])

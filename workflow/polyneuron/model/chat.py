@@ -1,0 +1,172 @@
+"""Chat prompts through the model: instructions wrapped in a model's chat template as token
+ids whose last ``n_post`` tokens are the post-instruction template tokens (and the first tokens
+of refusal phrases), run in length-sorted, right-padded batches for their next-token logits or
+their mean layer inputs at the post-instruction positions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from polyneuron import PolyneuronError
+from polyneuron.model.adapters import decoder_body, decoder_layers, unembed
+from polyneuron.model.batches import pad_token_id
+from polyneuron.model.steer import hidden_arg
+
+SENTINEL = "<<polyneuron-instruction>>"
+
+
+@dataclass(frozen=True)
+class ChatPrompts:
+    """Token ids of instructions wrapped in the chat template; the last ``n_post`` tokens of
+    every prompt are the post-instruction template tokens."""
+
+    input_ids: list[list[int]]
+    n_post: int
+
+
+def template_parts(tokenizer, model_name: str) -> tuple[str, str]:
+    """The chat template's text before and after a single user instruction (with the
+    assistant's generation prompt)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise PolyneuronError(
+            f"model {model_name!r}: its tokenizer has no chat template; refusal directions need "
+            "an instruction-tuned model (config key chat_models)"
+        )
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": SENTINEL}], add_generation_prompt=True, tokenize=False
+    )
+    if rendered.count(SENTINEL) != 1:
+        raise PolyneuronError(
+            f"model {model_name!r}: its chat template does not place the user's message once"
+        )
+    prefix, suffix = rendered.split(SENTINEL)
+    return prefix, suffix
+
+
+def encode_chat(tokenizer, instructions: Sequence[str], model_name: str) -> ChatPrompts:
+    """Each instruction in the chat template. The post-instruction tokens are tokenised on
+    their own and appended, so they are the same ids at the same offsets from the end in
+    every prompt."""
+    prefix, suffix = template_parts(tokenizer, model_name)
+    post = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    if not post:
+        raise PolyneuronError(f"model {model_name!r}: empty post-instruction template")
+    heads = tokenizer([prefix + text for text in instructions], add_special_tokens=False)
+    return ChatPrompts([list(ids) + list(post) for ids in heads["input_ids"]], len(post))
+
+
+def refusal_token_ids(tokenizer, phrases: Sequence[str]) -> list[int]:
+    """The distinct first tokens of the refusal phrases that can open an answer: a phrase that
+    starts with a lower-case letter ("cannot help with", "is illegal") continues a sentence
+    and is left out; phrases in scripts without case are all kept."""
+    ids = []
+    for phrase in phrases:
+        text = phrase.strip()
+        if not text or text[0].islower():
+            continue
+        tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if tokens and tokens[0] not in ids:
+            ids.append(int(tokens[0]))
+    if not ids:
+        raise PolyneuronError(
+            "no refusal tokens: no refusal phrase can open an answer (every one is empty or "
+            "starts with a lower-case letter)"
+        )
+    return ids
+
+
+def _batches(prompts: ChatPrompts, rows: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """``rows`` in batches of ``batch_size``, shortest prompts first (ties by row)."""
+    order = sorted(rows, key=lambda i: (len(prompts.input_ids[i]), i))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def _collate(prompts: ChatPrompts, rows: Sequence[int], pad: int, device: torch.device):
+    """Right-padded ids, attention mask and each row's length."""
+    lengths = torch.tensor([len(prompts.input_ids[i]) for i in rows])
+    ids = torch.full((len(rows), int(lengths.max())), pad, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for row, i in enumerate(rows):
+        ids[row, : lengths[row]] = torch.tensor(prompts.input_ids[i])
+        attention[row, : lengths[row]] = 1
+    return ids.to(device), attention.to(device), lengths.to(device)
+
+
+def subset(prompts: ChatPrompts, rows: Sequence[int]) -> ChatPrompts:
+    """The prompts of ``rows``, in that order."""
+    return ChatPrompts([prompts.input_ids[i] for i in rows], prompts.n_post)
+
+
+def mean_residuals(
+    model: nn.Module,
+    tokenizer,
+    prompts: ChatPrompts,
+    device: torch.device,
+    batch_size: int = 32,
+    desc: str = "residuals",
+) -> torch.Tensor:
+    """Mean over prompts of each layer's input at the post-instruction positions:
+    ``[n_post, layers, hidden]`` float64."""
+    layers = decoder_layers(model)
+    n = len(prompts.input_ids)
+    if n == 0:
+        raise PolyneuronError("no prompts to average")
+    hidden_size = model.get_input_embeddings().weight.shape[1]
+    total = torch.zeros(prompts.n_post, len(layers), hidden_size, dtype=torch.float64)
+    total = total.to(device)
+    offsets = torch.arange(-prompts.n_post, 0, device=device)
+    positions: list[torch.Tensor] = []
+
+    def hook(layer: int):
+        def pre(_module, args, kwargs):
+            hidden = hidden_arg(args, kwargs)
+            rows = torch.arange(hidden.shape[0], device=device)[:, None]
+            total[:, layer] += hidden[rows, positions[0]].sum(0).to(torch.float64)
+
+        return pre
+
+    handles = [
+        layer.register_forward_pre_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)
+    ]
+    body, pad = decoder_body(model), pad_token_id(tokenizer)
+    try:
+        with torch.inference_mode():
+            for rows in tqdm(list(_batches(prompts, range(n), batch_size)), desc=desc):
+                ids, attention, lengths = _collate(prompts, rows, pad, device)
+                positions[:] = [lengths[:, None] + offsets[None, :]]
+                body(input_ids=ids, attention_mask=attention, use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return (total / n).cpu()
+
+
+def last_logits(
+    model: nn.Module,
+    tokenizer,
+    prompts: ChatPrompts,
+    device: torch.device,
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """Next-token logits after each prompt's last token, ``[prompts, vocab]`` float32, in
+    prompt order (the unembedding runs on the last positions only)."""
+    n = len(prompts.input_ids)
+    out: torch.Tensor | None = None
+    body, pad = decoder_body(model), pad_token_id(tokenizer)
+    with torch.inference_mode():
+        for rows in _batches(prompts, range(n), batch_size):
+            ids, attention, lengths = _collate(prompts, rows, pad, device)
+            hidden = body(input_ids=ids, attention_mask=attention, use_cache=False)[0]
+            last = hidden[torch.arange(len(rows), device=device), lengths - 1]
+            logits = unembed(model, last).float().cpu()
+            if out is None:
+                out = torch.empty(n, logits.shape[-1])
+            out[rows] = logits
+    assert out is not None, "no prompts"
+    return out
