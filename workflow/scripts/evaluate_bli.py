@@ -1,4 +1,4 @@
-"""BLI with language neurons off: results/ablation/{model}/bli.parquet, P@1 of X → pivot word
+"""BLI with language neurons off: results/evaluation/{model}/bli.parquet, P@1 of X → pivot word
 translation on MUSE pairs that are not probes, plain, with each language's LAPE neurons off,
 with each bridge target's overlap neurons with its bridge language off, and with random sets
 of the same per-layer sizes over several seeds (polyneuron.evaluate.matrix.ABLATION_SCHEMA)."""

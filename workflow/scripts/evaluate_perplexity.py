@@ -1,4 +1,4 @@
-"""Language neurons switched off: results/ablation/{model}/{lape,overlap}.parquet, the perplexity
+"""Language neurons switched off: results/evaluation/{model}/{lape,overlap}.parquet, the perplexity
 of every language's FLORES texts with each language's neuron set (LAPE, or its overlap set) off,
 and with random sets of the same per-layer sizes over several seeds
 (polyneuron.evaluate.matrix.ABLATION_SCHEMA)."""

@@ -1,4 +1,4 @@
-"""Refusal under the refusal directions: results/ablation/{model}/refusal.parquet, every
+"""Refusal under the refusal directions: results/evaluation/{model}/refusal.parquet, every
 language's harmful test prompts answered with each language's selected direction ablated and
 its harmless ones with each direction added, beside random directions over several seeds
 (polyneuron.evaluate.refusal.REFUSAL_EVAL_SCHEMA)."""

@@ -1,4 +1,4 @@
-"""Relation neurons switched off: results/ablation/{model}/relations.parquet, per language the
+"""Relation neurons switched off: results/evaluation/{model}/relations.parquet, per language the
 prefix accuracy of every relation's test prompts (the greedy next token starts an accepted
 object) with the top 10%, 50%, 100% of each relation's neurons off, and with random sets of the
 same per-layer sizes over several seeds (polyneuron.evaluate.relations.RELATION_SCHEMA)."""

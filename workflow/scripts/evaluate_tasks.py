@@ -1,4 +1,4 @@
-"""Task neurons switched off: results/ablation/{model}/tasks.parquet, the mean target loss per
+"""Task neurons switched off: results/evaluation/{model}/tasks.parquet, the mean target loss per
 token (and first-token accuracy) of every task's test examples with each task's neurons off,
 and with random sets of the same per-layer sizes over several seeds: the task × task matrix
 of specialisation and generalisation (polyneuron.evaluate.matrix.ABLATION_SCHEMA)."""

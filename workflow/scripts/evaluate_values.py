@@ -1,4 +1,4 @@
-"""Value neurons switched off: results/ablation/{model}/values.parquet, per language the
+"""Value neurons switched off: results/evaluation/{model}/values.parquet, per language the
 probability that the model picks the value-supported option of every value's evaluation
 questions, with each value's neurons off (or scaled) and with random sets of the same per-layer
 sizes over several seeds (polyneuron.evaluate.values.VALUE_SCHEMA)."""

@@ -1,4 +1,4 @@
-"""XTransplant: results/ablation/{model}/xtransplant.parquet, the object's prefix accuracy on the
+"""XTransplant: results/evaluation/{model}/xtransplant.parquet, the object's prefix accuracy on the
 relation test prompts of each language with English's FFN output of the same fact transplanted
 at one layer's last position, and back, beside a control transplanting another fact's output
 (polyneuron.evaluate.xtransplant.SCHEMA: ABLATION_SCHEMA and the layer)."""

@@ -1,4 +1,4 @@
-"""Reading the intervention results (``results/ablation/{model}/{method}.parquet``): what
+"""Reading the intervention results (``results/evaluation/{model}/{method}.parquet``): what
 switching neuron sets off (or transplanting, or adding directions) does, always beside the
 random control of the same size; and the intervened × evaluated matrix figure.
 
