@@ -336,6 +336,7 @@ def checkout_copy(tmp_path: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(REPO / "workflow", copy / "workflow", ignore=ignore)
     shutil.copy(REPO / "Snakefile", copy / "Snakefile")
+    shutil.copytree(REPO / "envs", copy / "envs")
     (copy / "data").symlink_to(REPO / "data")  # the shipped data the config's paths fall back to
     return copy
 
@@ -364,6 +365,25 @@ def test_editing_a_library_module_reruns_exactly_the_jobs_that_import_it(finishe
     plots.write_text(plots.read_text() + "\n# a comment\n")
     plan = planned_jobs(finished, *snakefile)
     assert plan and all(rule.startswith("plot_") for rule in plan), plan
+
+
+def test_jobs_import_the_library_of_the_checkout_that_runs_them(scratch, tmp_path, monkeypatch):
+    """With polyneuron installed from one clone, a second clone's jobs run the second's code."""
+    copy = checkout_copy(tmp_path)
+    init = copy / "workflow/polyneuron/__init__.py"
+    init.write_text(
+        init.read_text()
+        + "\nimport os as _os, sys as _sys\n"
+        + "with open(_os.environ['POLYNEURON_WHICH'], 'a') as _f:\n"
+        + "    _f.write(f'{__file__} {_sys.argv[0]}\\n')\n"
+    )
+    which = tmp_path / "which.txt"
+    monkeypatch.setenv("POLYNEURON_WHICH", str(which))
+    snakemake(scratch, "--snakefile", str(copy / "Snakefile"), "--cores", "1",
+              "results/probes/muse/de.parquet")  # fmt: skip
+    imports = [line.split(" ", 1) for line in which.read_text().splitlines()]
+    jobs = [path for path, argv in imports if "build_muse_probes" in argv]
+    assert jobs and all(path == str(init) for path in jobs), imports
 
 
 def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models):

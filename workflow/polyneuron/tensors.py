@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +15,19 @@ import numpy as np
 from polyneuron.io import atomic_path
 
 SAFETENSORS_DTYPES = {"float16": "F16", "float32": "F32"}
+
+
+def reserve(fd: int, size: int) -> None:
+    """Size the open file ``fd`` to ``size`` bytes with its blocks allocated, so that a full disk
+    is an ordinary error here (:func:`polyneuron.io.atomic_path` names the output) and not a
+    SIGBUS when a memory map later writes into a hole. File systems that cannot allocate ahead
+    get a sparse file."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as err:
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        os.ftruncate(fd, size)
 
 
 @contextmanager
@@ -43,7 +58,7 @@ def safetensors_array(
         with open(tmp, "wb") as handle:
             handle.write(struct.pack("<Q", len(raw)))
             handle.write(raw)
-            handle.truncate(8 + len(raw) + nbytes)
+            reserve(handle.fileno(), 8 + len(raw) + nbytes)
         array = np.memmap(tmp, dtype=dtype, mode="r+", offset=8 + len(raw), shape=shape)
         try:
             yield array

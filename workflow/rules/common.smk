@@ -1,14 +1,17 @@
 import functools
+import os
 import sys
 from argparse import Namespace
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+LIBRARY = str(Path(workflow.basedir) / "workflow")
+sys.path.insert(0, LIBRARY)
 
 from polyneuron import PolyneuronError
 from polyneuron.plan.codehash import CodeHasher
+from polyneuron.plan.library import put_library_first
 from polyneuron.plan.config import check_config, model_entry, model_spec, resolve_path
 from polyneuron.plan.languages import language_names
 from polyneuron.probes.muse import find_dictionary
@@ -35,6 +38,8 @@ from polyneuron.plan.resources import extract_request, known_n_params, prepare_r
 from polyneuron.probes.tasks import task_file
 from polyneuron.probes.translate import TRANSLATORS
 from polyneuron.probes.values import VALUES, value_files
+
+put_library_first(LIBRARY, os.environ)  # the jobs import this checkout's polyneuron
 
 try:
     check_config(config)
