@@ -1,7 +1,7 @@
 # polyneuron: find, score and test the neurons of multilingual language models.
 # Data flows one way, one rule file per stage, each writing its own folder:
 # models -> probes -> extract -> score -> evaluate -> plots.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -9,10 +9,7 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
-include: "workflow/rules/common.smk"
+include: "workflow/rules/common.smk"  # validates the config first
 
 
 wildcard_constraints:

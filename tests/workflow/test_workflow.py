@@ -468,7 +468,9 @@ def assert_fails(workdir: Path, *needles: str) -> None:
 
 def test_unknown_config_key_is_named(scratch):
     update_config(scratch, lambda c: c.update({"lape": {"top_rat": 0.1}}))
-    assert_fails(scratch, "top_rat")
+    assert_fails(scratch, "config key lape.top_rat: unknown key; did you mean lape.top_rate?")
+    output = snakemake(scratch, "--dry-run", check=False)
+    assert "additionalProperties" not in output.stdout + output.stderr  # no schema dump
 
 
 def test_wrong_type_and_out_of_range_values_are_named(scratch):

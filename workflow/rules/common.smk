@@ -4,7 +4,9 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
+import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 
 LIBRARY = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, LIBRARY)
@@ -12,7 +14,13 @@ sys.path.insert(0, LIBRARY)
 from polyneuron import PolyneuronError
 from polyneuron.plan.codehash import CodeHasher
 from polyneuron.plan.library import put_library_first
-from polyneuron.plan.config import check_config, model_entry, model_spec, resolve_path
+from polyneuron.plan.config import (
+    check_config,
+    model_entry,
+    model_spec,
+    resolve_path,
+    schema_problem,
+)
 from polyneuron.plan.languages import language_names
 from polyneuron.probes.muse import find_dictionary
 from polyneuron.probes.parallel import text_file
@@ -41,6 +49,14 @@ from polyneuron.probes.values import VALUES, value_files
 
 put_library_first(LIBRARY, os.environ)  # the jobs import this checkout's polyneuron
 
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+try:
+    validate(config, str(SCHEMA))  # also fills in the defaults
+except (
+    WorkflowError
+):  # one short message instead of Snakemake's dump of schema and config
+    problem = schema_problem(config, yaml.safe_load(SCHEMA.read_text(encoding="utf-8")))
+    raise WorkflowError(f"invalid config: {problem}") from None
 try:
     check_config(config)
 except PolyneuronError as err:
