@@ -6,6 +6,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
+import sys
+import time
 
 import numpy as np
 import polars as pl
@@ -13,7 +16,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from polyneuron import PolyneuronError
-from polyneuron.io import atomic_path, file_mode, stale_temporaries, write_parquet
+from polyneuron.io import HOST, atomic_dir, atomic_path, file_mode, stale_temporaries, write_parquet
 from polyneuron.tensors import safetensors_array
 
 
@@ -40,17 +43,44 @@ def test_a_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def a_finished_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def test_a_killed_jobs_temporaries_are_removed_by_the_next_write(tmp_path):
     out = tmp_path / "de.examples.safetensors"
-    stale = tmp_path / ".de.examples.safetensors.k3x9.tmp"
-    stale.write_bytes(b"\0" * 1000)  # what a kill -9 leaves
-    other = tmp_path / ".fr.examples.safetensors.k3x9.tmp"  # another output's: not ours
-    other.write_bytes(b"")
-    assert stale_temporaries(out) == [stale]
+    killed = tmp_path / f".de.examples.safetensors.{HOST}-{a_finished_pid()}-k3x9.tmp"
+    killed.write_bytes(b"\0" * 1000)  # what a kill -9 leaves
+    live = tmp_path / f".de.examples.safetensors.{HOST}-{os.getpid()}-a1b2.tmp"
+    live.write_bytes(b"")  # a racing run still writing it
+    elsewhere = tmp_path / ".de.examples.safetensors.node7-12-c3d4.tmp"  # another host's
+    elsewhere.write_bytes(b"")
+    old = tmp_path / ".de.examples.safetensors.node7-13-e5f6.tmp"
+    old.write_bytes(b"")
+    os.utime(old, (time.time() - 2 * 24 * 3600,) * 2)  # another host's, two days old
+    other = tmp_path / f".fr.examples.safetensors.{HOST}-{a_finished_pid()}-k3x9.tmp"
+    other.write_bytes(b"")  # another output's: not ours
+    assert stale_temporaries(out) == sorted([killed, old])
     with safetensors_array(out, "activations", (4,), "float16") as array:
         array[:] = 2
-    assert not stale.exists() and other.exists()
+    assert not killed.exists() and not old.exists()
+    assert live.exists() and elsewhere.exists() and other.exists()
     assert load_file(out)["activations"].tolist() == [2, 2, 2, 2]
+
+
+def test_a_folder_appears_whole_with_the_umask_s_mode(tmp_path, umask_027):
+    out = tmp_path / "models" / "tiny"
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "config.json").write_text("{}")
+        raise RuntimeError("killed while saving")
+    assert list((tmp_path / "models").iterdir()) == []
+    with atomic_dir(out) as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert [p.name for p in out.iterdir()] == ["config.json"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    assert list((tmp_path / "models").iterdir()) == [out]
 
 
 def test_a_full_disk_is_named_and_leaves_nothing(tmp_path, monkeypatch):

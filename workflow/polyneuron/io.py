@@ -5,7 +5,10 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,34 +23,61 @@ def disk_full(err: OSError) -> bool:
     return err.errno == errno.ENOSPC or "No space left on device" in str(err)
 
 
-def file_mode() -> int:
-    """The mode a new file gets under the process's umask (``0o666 & ~umask``)."""
+def file_mode(directory: bool = False) -> int:
+    """The mode a new file (or folder) gets under the process's umask."""
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return (0o777 if directory else 0o666) & ~mask
+
+
+HOST = socket.gethostname()
+STALE_AFTER_S = 24 * 3600  # another host's temporaries: gone after a day
+
+
+def _temporary_prefix(path: Path) -> str:
+    """``.{name}.{host}-{pid}-``: whose temporary it is, so that a later job can tell a killed
+    writer's leftovers from a live one's (two runs racing on one output)."""
+    return f".{path.name}.{HOST}-{os.getpid()}-"
+
+
+def _writer_gone(tmp: Path, name: str) -> bool:
+    host, pid = "", 0
+    parts = tmp.name[len(name) + 2 : -len(".tmp")].rsplit("-", 2)  # host, pid, random
+    if len(parts) == 3 and parts[1].isdigit():
+        host, pid = parts[0], int(parts[1])
+    if host == HOST and pid > 0:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        return time.time() - tmp.lstat().st_mtime > STALE_AFTER_S
+    except FileNotFoundError:
+        return False
 
 
 def stale_temporaries(path: Path) -> list[Path]:
-    """Temporary files :func:`atomic_path` left beside ``path`` (a killed job's)."""
-    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    """Temporaries that :func:`atomic_path` or :func:`atomic_dir` left beside ``path`` and whose
+    writer is gone: a process of this host that no longer runs, or older than a day."""
+    found = path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
+    return sorted(tmp for tmp in found if _writer_gone(tmp, path.name))
+
+
+def _remove_stale(path: Path) -> None:
+    for stale in stale_temporaries(path):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only on success. The file
-    gets the mode any new file would (the umask's, not ``mkstemp``'s 0600, so a group can read
-    results on a shared file system); temporaries of ``path`` that a killed job left are
-    removed first."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in stale_temporaries(path):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, file_mode())
-    os.close(fd)
+def _naming_a_full_disk(path: Path) -> Iterator[None]:
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        yield
     except OSError as err:
         if not disk_full(err):
             raise
@@ -55,9 +85,45 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             f"{path}: no space left on the device while writing it (nothing was left behind); "
             "free space, or run in a folder on a larger disk, and rerun"
         ) from err
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only on success. The file
+    gets the mode any new file would (the umask's, not ``mkstemp``'s 0600, so a group can read
+    results on a shared file system); temporaries of ``path`` that a killed job left are
+    removed first, and a full disk is an error naming ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, file_mode())
+    os.close(fd)
+    try:
+        with _naming_a_full_disk(path):
+            yield Path(tmp)
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """:func:`atomic_path` for a folder: fill the yielded temporary folder; it replaces
+    ``path`` whole only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent))
+    tmp.chmod(file_mode(directory=True))
+    try:
+        with _naming_a_full_disk(path):
+            yield tmp
+            shutil.rmtree(path, ignore_errors=True)
+            tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_parquet(df: pl.DataFrame, path: str | Path) -> None:

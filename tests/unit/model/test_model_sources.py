@@ -9,7 +9,7 @@ import pytest
 from conftest import minimal_config
 
 from polyneuron import PolyneuronError
-from polyneuron.model.load import ModelSpec, _gguf_in_package
+from polyneuron.model.load import ModelSpec, _gguf_in_package, prepare_model
 from polyneuron.plan.config import check_config, model_entry
 
 
@@ -83,3 +83,29 @@ def test_translation_evaluations_take_configured_languages_and_pair_with_english
     no_english["logit_lens"]["relation_languages"] = []
     with pytest.raises(PolyneuronError, match=r"xtransplant\.languages: each is paired with en"):
         check_config(no_english)
+
+
+@pytest.mark.parametrize(
+    ("files", "needle"),
+    [
+        ({}, "has no config.json"),
+        ({"config.json": '{"model_type": "llama"}'}, "has no weights (none of model.safetensors"),
+        (
+            {"config.json": '{"model_type": "foobar"}', "model.safetensors": ""},
+            "cannot load the config of",
+        ),
+    ],
+    ids=["no config", "no weights", "unknown model_type"],
+)
+def test_a_broken_model_folder_names_the_key_and_what_is_missing(tmp_path, files, needle):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    spec = ModelSpec(name="mine", source=str(folder))
+    with pytest.raises(PolyneuronError) as raised:
+        prepare_model(spec, tmp_path / "out")
+    message = str(raised.value)
+    assert message.startswith("config key models.mine.source:") and needle in message, message
+    assert "\n" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]  # nothing written

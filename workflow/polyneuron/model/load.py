@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polyneuron import PolyneuronError
+from polyneuron.io import atomic_dir
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +58,31 @@ def check_source(spec: ModelSpec) -> None:
     if looks_like_path(spec.source) and not Path(spec.source).expanduser().is_dir():
         raise PolyneuronError(
             f"config key models.{spec.name}.source: model folder {spec.source!r} does not exist"
+        )
+
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def check_model_folder(spec: ModelSpec, folder: Path) -> None:
+    """Fail, naming the config key and what is missing, on a local folder that is not a Hugging
+    Face model folder (``config.json`` and weights)."""
+    key = f"config key models.{spec.name}.source"
+    if not (folder / "config.json").is_file():
+        raise PolyneuronError(
+            f"{key}: model folder {spec.source!r} has no config.json; a Hugging Face model "
+            "folder holds config.json, the tokenizer files and the weights "
+            f"({', '.join(WEIGHT_FILES[::2])}, or their sharded index)"
+        )
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise PolyneuronError(
+            f"{key}: model folder {spec.source!r} has no weights (none of "
+            f"{', '.join(WEIGHT_FILES)})"
         )
 
 
@@ -148,22 +173,23 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path) -> None:
         source = (
             str(Path(spec.source).expanduser()) if looks_like_path(spec.source) else spec.source
         )
+        if looks_like_path(spec.source):
+            check_model_folder(spec, Path(source))
         try:
             config = AutoConfig.from_pretrained(source, **kwargs)
-        except OSError as err:
+        except (OSError, ValueError, KeyError) as err:
+            reason = f"unknown model_type {err}" if isinstance(err, KeyError) else str(err)
             raise PolyneuronError(
-                f"config key models.{spec.name}.source: cannot load {spec.source!r}: {err}"
+                f"config key models.{spec.name}.source: cannot load the config of "
+                f"{spec.source!r}: {reason.splitlines()[0] if reason else type(err).__name__}"
             ) from None
         # refuse unsupported families before downloading or reading any weights
         _check_architecture(spec, config.model_type)
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype="auto", **kwargs)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:  # its own temporary folder: racing runs do not share one
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
 
 
 def load_prepared(spec: ModelSpec, model_dir: str | Path):
