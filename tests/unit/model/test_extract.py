@@ -85,3 +85,45 @@ def test_example_means_match_each_texts_own_forward(tiny_models):
         assert np.allclose(out[row], expected, atol=2e-3), row
     with pytest.raises(ValueError, match="expected"):
         collect_example_means(model, tokenizer, encoded, device, out[:2])
+
+
+@pytest.mark.parametrize("per_example", [False, True], ids=["statistics", "example means"])
+def test_a_nan_weight_stops_extraction_naming_layer_dtype_and_batch(tiny_models, per_example):
+    import numpy as np
+
+    from polyneuron.model.adapters import activation_modules, decoder_layers, neurons_per_layer
+    from polyneuron.model.extract import collect_example_means
+
+    model, tokenizer, device = load(tiny_models["llama"])
+    bad_layer = 1
+    with torch.no_grad():
+        decoder_layers(model)[bad_layer].mlp.gate_proj.weight[0, 0] = float("nan")
+    encoded = encode(tokenizer, ["the lazy dog", "a cat", "water"])
+    message = (
+        rf"tiny: non-finite activations \(NaN or inf\) in layer {bad_layer}, first in batch 1 "
+        r"of 3 \(texts \d\), with the model in float32"
+    )
+    with pytest.raises(PolyneuronError, match=message):
+        if per_example:
+            shape = (3, len(activation_modules(model)), neurons_per_layer(model.config))
+            out = np.zeros(shape, dtype=np.float16)
+            collect_example_means(model, tokenizer, encoded, device, out, max_batch_size=1,
+                                  desc="tiny")  # fmt: skip
+        else:
+            collect_stats(model, tokenizer, encoded, device, max_batch_size=1, desc="tiny")
+
+
+def test_a_mean_beyond_float16_stops_extraction(tiny_models):
+    import numpy as np
+
+    from polyneuron.model.adapters import activation_modules, decoder_layers, neurons_per_layer
+    from polyneuron.model.extract import collect_example_means
+
+    model, tokenizer, device = load(tiny_models["llama"])
+    with torch.no_grad():
+        decoder_layers(model)[0].mlp.gate_proj.weight.mul_(1e7)  # finite in float32, not float16
+    encoded = encode(tokenizer, ["the lazy dog"])
+    assert torch.isfinite(collect_stats(model, tokenizer, encoded, device).act_sum).all()
+    out = np.zeros((1, len(activation_modules(model)), neurons_per_layer(model.config)), "float16")
+    with pytest.raises(PolyneuronError, match="in layer 0"):
+        collect_example_means(model, tokenizer, encoded, device, out)

@@ -9,6 +9,7 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
+from polyneuron import PolyneuronError
 from polyneuron.model.adapters import activation_modules, decoder_body, neurons_per_layer
 from polyneuron.model.batches import Encoded, collate, pad_token_id, plan_batches
 from polyneuron.model.hooks import ExampleMeans, NeuronStats, StatsCollector
@@ -84,10 +85,28 @@ def _run_batches(
         collector.attached(),
         tqdm(total=n_tokens, desc=desc, unit="tok", mininterval=5.0) as bar,
     ):
-        for indices in batches:
+        for number, indices in enumerate(batches, start=1):
             batch, counted = collate([encoded[i] for i in indices], pad, device)
             if on_batch:
                 on_batch(indices)
             collector.set_mask(counted)
             collector.run(body, **batch)
+            bad = fold.nonfinite_layers()
+            if bad.any():  # one check per batch, never counted as "inactive"
+                raise nonfinite_error(desc, model, int(bad.nonzero()[0]), number, len(batches),
+                                      indices)  # fmt: skip
             bar.update(sum(len(encoded[i].input_ids) for i in indices))
+
+
+def nonfinite_error(
+    desc: str, model: torch.nn.Module, layer: int, number: int, n_batches: int, rows: list[int]
+) -> PolyneuronError:
+    """The error of an extraction that met a NaN or infinite activation."""
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+    return PolyneuronError(
+        f"{desc}: non-finite activations (NaN or inf) in layer {layer}, first in batch {number} "
+        f"of {n_batches} (texts {shown}), with the model in {dtype}. Nothing was written. "
+        "float16 overflows in many models (Gemma's among them): use bfloat16 on a GPU or "
+        "float32 (models.<name>.dtype); otherwise check the weights for NaN."
+    )

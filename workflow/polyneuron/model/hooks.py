@@ -77,6 +77,11 @@ class NeuronStats:
             self.act_sum[layer] += (w @ flat)[0].to(torch.float64)
             self.act_sqsum[layer] += (w @ flat.square())[0].to(torch.float64)
 
+    def nonfinite_layers(self) -> torch.Tensor:
+        """``[layers]`` bool: layers whose sums hold a NaN or infinity (any activation folded in
+        so far was one: NaN and inf propagate through the sums)."""
+        return ~torch.isfinite(self.act_sum).all(1)
+
     def to_frame(self) -> pl.DataFrame:
         """One row per (layer, neuron), with the shard schema of the activation files."""
         n_layers, n_neurons = self.n_active.shape
@@ -160,6 +165,7 @@ class ExampleMeans:
     def __init__(self, out) -> None:
         self.out = out
         self.rows: Sequence[int] = ()
+        self._bad: torch.Tensor | None = None  # [layers] bool, on the activations' device
 
     def set_rows(self, rows: Sequence[int]) -> None:
         self.rows = list(rows)
@@ -169,4 +175,16 @@ class ExampleMeans:
         weights = mask.weights.reshape(batch, seq)
         sums = torch.einsum("bs,bsn->bn", weights, act.float())
         means = sums / weights.sum(1, keepdim=True).clamp(min=1)
-        self.out[self.rows, layer, :] = means.to(torch.float16).cpu().numpy()
+        half = means.to(torch.float16)
+        if self._bad is None:
+            self._bad = torch.zeros(self.out.shape[1], dtype=torch.bool, device=half.device)
+        # NaN, inf, or a mean beyond float16's range (65504) that would be stored as inf
+        self._bad[layer] |= ~torch.isfinite(half).all()
+        self.out[self.rows, layer, :] = half.cpu().numpy()
+
+    def nonfinite_layers(self) -> torch.Tensor:
+        """``[layers]`` bool: layers where an example's mean so far was NaN or infinite, or
+        beyond what float16 stores."""
+        if self._bad is None:
+            return torch.zeros(self.out.shape[1], dtype=torch.bool)
+        return self._bad
