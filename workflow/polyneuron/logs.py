@@ -1,4 +1,5 @@
-"""Logging for the workflow's scripts: progress to the job's log, user errors to both."""
+"""Logging for the workflow's scripts: progress to the job's log, warnings and user errors to
+both."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def script_log(path: str) -> Iterator[logging.Logger]:
         handler = logging.StreamHandler(log)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
+        # warnings (skipped lines, dropped prompts) also reach the console, not only the log
+        warnings = logging.StreamHandler(console)
+        warnings.setLevel(logging.WARNING)
+        warnings.setFormatter(logging.Formatter("polyneuron warning: %(message)s"))
+        logger.addHandler(warnings)
         logger.setLevel(logging.INFO)
         try:
             yield logger
@@ -34,4 +40,5 @@ def script_log(path: str) -> Iterator[logging.Logger]:
             raise
         finally:
             logger.removeHandler(handler)
+            logger.removeHandler(warnings)
             sys.stderr = console

@@ -11,6 +11,8 @@ with script_log(snakemake.log[0]) as log:
         frame, malformed = read_dictionary(path, p.on_malformed)
         if malformed:
             log.warning("%s (skipped)", malformed.describe())
+        if malformed.capitalised:
+            log.warning("%s", malformed.describe_case())
         pairs[lang] = pivot_pairs(frame, is_reversed(path, p.pivot, lang))
         sources[lang] = path.rsplit("/", 1)[-1]
     probes = build_probes(

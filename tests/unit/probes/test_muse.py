@@ -109,3 +109,24 @@ def test_language_empty_after_filtering_names_its_file():
             LANGUAGE_NAMES,
             5,
         )
+
+
+def test_capitalised_words_are_lower_cased_and_reported(tmp_path):
+    path = tmp_path / "en-de.txt"
+    path.write_text("house haus\nHouse Haus\nwater Wasser\n", encoding="utf-8")
+    frame, report = read_dictionary(path)
+    assert frame.rows() == [("house", "haus", 1), ("house", "haus", 2), ("water", "wasser", 3)]
+    assert report.capitalised == [2, 3] and not report  # reported, not malformed
+    assert "2 line(s) with capitals, lower-cased" in report.describe_case()
+    probes = build_probes({"de": pivot_pairs(frame, False)}, {"de": "en-de.txt"}, "en", ["de"],
+                          LANGUAGE_NAMES, 5)  # fmt: skip
+    assert probes["de"]["word"].to_list() == ["haus", "wasser"]  # one probe per word
+
+
+def test_an_empty_dictionary_is_named_as_empty(tmp_path):
+    path = tmp_path / "en-de.txt"
+    path.write_text("\n\n", encoding="utf-8")
+    frame, _ = read_dictionary(path)
+    with pytest.raises(PolyneuronError, match=r"en-de.txt: no en-de pairs in the file"):
+        build_probes({"de": pivot_pairs(frame, False)}, {"de": "en-de.txt"}, "en", ["en", "de"],
+                     LANGUAGE_NAMES, 5)  # fmt: skip

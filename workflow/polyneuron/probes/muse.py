@@ -36,6 +36,7 @@ PROBE_SCHEMA = {
 class Malformed:
     path: Path
     line_numbers: list[int] = field(default_factory=list)
+    capitalised: list[int] = field(default_factory=list)  # lines lower-cased on reading
 
     def __bool__(self) -> bool:
         return bool(self.line_numbers)
@@ -47,12 +48,21 @@ class Malformed:
             f"(expected 'source target'), first at line(s) {first}"
         )
 
+    def describe_case(self) -> str:
+        first = ", ".join(map(str, self.capitalised[:5]))
+        return (
+            f"{self.path}: {len(self.capitalised)} line(s) with capitals, lower-cased as MUSE's "
+            f"dictionaries are (first at line(s) {first})"
+        )
+
 
 def read_dictionary(path: str | Path, on_malformed: str = "skip") -> tuple[pl.DataFrame, Malformed]:
     """Read one MUSE file into ``(src, tgt, line)``; blank lines are ignored.
 
     ``on_malformed``: ``skip`` drops lines that are not exactly two tokens and reports them;
-    ``fail`` raises, naming the file and the first line numbers.
+    ``fail`` raises, naming the file and the first line numbers. Words are lower-cased, as in
+    MUSE's own files (``House Haus`` and ``house haus`` are one pair); the lines that had
+    capitals are reported (:meth:`Malformed.describe_case`).
     """
     path = Path(path)
     src: list[str] = []
@@ -66,8 +76,11 @@ def read_dictionary(path: str | Path, on_malformed: str = "skip") -> tuple[pl.Da
         if len(parts) != 2:
             malformed.line_numbers.append(number)
             continue
-        src.append(parts[0])
-        tgt.append(parts[1])
+        lowered = [part.lower() for part in parts]
+        if lowered != parts:
+            malformed.capitalised.append(number)
+        src.append(lowered[0])
+        tgt.append(lowered[1])
         lines.append(number)
     if malformed and on_malformed == "fail":
         raise PolyneuronError(malformed.describe())
@@ -160,6 +173,11 @@ def build_probes(
     kept: dict[str, pl.DataFrame] = {}
     for lang in others:
         frame = pairs[lang]
+        if frame.is_empty():
+            raise PolyneuronError(
+                f"{sources[lang]}: no {pivot}-{lang} pairs in the file (expected one "
+                "'source target' pair per line)"
+            )
         if drop_identical:
             # loanwords spelled alike ("radio radio") say nothing about the language
             frame = frame.filter(pl.col("pivot") != pl.col("foreign"))
