@@ -1,9 +1,20 @@
+import random
+from pathlib import Path
+
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from polyneuron import PolyneuronError
 from polyneuron.plan.languages import LANGUAGE_NAMES
-from polyneuron.probes.muse import build_probes, find_dictionary, pivot_pairs, read_dictionary
+from polyneuron.probes.muse import (
+    build_probes,
+    find_dictionary,
+    language_pairs,
+    pivot_language_pairs,
+    pivot_pairs,
+    read_dictionary,
+)
 
 
 def test_reader_splits_on_any_whitespace_and_keeps_every_gold_translation(tmp_path):
@@ -130,3 +141,86 @@ def test_an_empty_dictionary_is_named_as_empty(tmp_path):
     with pytest.raises(PolyneuronError, match=r"en-de.txt: no en-de pairs in the file"):
         build_probes({"de": pivot_pairs(frame, False)}, {"de": "en-de.txt"}, "en", ["en", "de"],
                      LANGUAGE_NAMES, 5)  # fmt: skip
+
+
+def random_dictionaries(tmp_path, seed: int) -> dict[str, str]:
+    """Three small dictionaries with repeated words, repeated pairs, identical pairs, blank and
+    malformed lines; one of them written the other way round (``ru-en.txt``)."""
+    rng = random.Random(seed)
+    shared = [f"w{i}" for i in range(6)]  # spelled alike in both languages: identical pairs
+    paths = {}
+    for lang in ("de", "fr", "ru"):
+        pivots = [f"p{i}" for i in range(rng.randint(3, 40))] + shared
+        foreign = [f"{lang}{i}" for i in range(rng.randint(3, 40))] + shared
+        lines = [f"{pivots[0]} {foreign[0]}"]
+        for _ in range(rng.randint(0, 300)):
+            roll = rng.random()
+            if roll < 0.03:
+                lines.append(rng.choice(["", "lonely", "a b c"]))
+            elif roll < 0.1:
+                word = rng.choice(shared)
+                lines.append(f"{word} {word}")
+            else:
+                # skewed: early words come back often, as in a frequency-sorted dictionary
+                p = pivots[min(int(rng.expovariate(0.15)), len(pivots) - 1)]
+                lines.append(f"{p} {rng.choice(foreign)}")
+        if lang == "ru":
+            lines = [" ".join(reversed(line.split())) for line in lines]
+            path = tmp_path / f"{seed}-ru-en.txt"
+        else:
+            path = tmp_path / f"{seed}-en-{lang}.txt"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths[lang] = str(path)
+    return paths
+
+
+@pytest.mark.parametrize("drop_identical", [True, False])
+@pytest.mark.parametrize("seed", range(8))
+def test_streamed_pairs_make_the_probes_of_the_whole_files(tmp_path, seed, drop_identical):
+    paths = random_dictionaries(tmp_path, seed)
+    # is_reversed reads the file name: give the test files MUSE's names in their own folders
+    for lang, path in list(paths.items()):
+        folder = tmp_path / f"{seed}-{lang}"
+        folder.mkdir()
+        name = "ru-en.txt" if lang == "ru" else f"en-{lang}.txt"
+        paths[lang] = str(Path(path).rename(folder / name))
+    sources = {lang: Path(path).name for lang, path in paths.items()}
+    langs = ["en", "de", "fr", "ru"]
+    max_words = random.Random(seed).randint(1, 25)
+    whole = {}
+    for lang, path in paths.items():
+        frame, _ = read_dictionary(path)
+        whole[lang] = pivot_pairs(frame, lang == "ru")
+    expected = build_probes(whole, sources, "en", langs, LANGUAGE_NAMES, max_words, drop_identical)
+    for lang, path in paths.items():
+        frame, _ = language_pairs(path, "en", lang, max_words, drop_identical)
+        assert frame.height <= whole[lang].height
+        got = build_probes({lang: frame}, sources, "en", [lang], LANGUAGE_NAMES, max_words,
+                           drop_identical)  # fmt: skip
+        assert_frame_equal(got[lang], expected[lang])
+    pairs, reports = pivot_language_pairs(paths, "en", max_words, drop_identical)
+    got = build_probes(pairs, sources, "en", langs, LANGUAGE_NAMES, max_words, drop_identical)
+    assert_frame_equal(got["en"], expected["en"])
+    assert all(reports[lang].line_numbers == read_dictionary(p)[1].line_numbers
+               for lang, p in paths.items())  # fmt: skip
+
+
+def test_streaming_keeps_only_what_the_probes_need(tmp_path):
+    path = tmp_path / "en-de.txt"
+    lines = [f"p{i} d{i}" for i in range(10_000)] + ["p1 zweite"]  # a late second answer
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    frame, _ = language_pairs(path, "en", "de", max_words=3)
+    assert frame.rows() == [("p0", "d0"), ("p1", "d1"), ("p2", "d2")]  # nothing after
+    frame, _ = language_pairs(path, "en", "de", max_words=2)
+    assert frame.rows() == [("p0", "d0"), ("p1", "d1")]
+    pairs, _ = pivot_language_pairs({"de": path}, "en", max_words=2)
+    assert pairs["de"].rows() == [("p0", "d0"), ("p1", "d1"), ("p1", "zweite")]
+
+
+def test_streamed_readers_fail_on_malformed_lines_when_asked(tmp_path):
+    path = tmp_path / "en-de.txt"
+    path.write_text("water wasser\nlonely\n" + "a b\n" * 5, encoding="utf-8")
+    with pytest.raises(PolyneuronError, match=r"en-de.txt: 1 malformed line\(s\)"):
+        language_pairs(path, "en", "de", max_words=1, on_malformed="fail")
+    with pytest.raises(PolyneuronError, match=r"en-de.txt: 1 malformed line\(s\)"):
+        pivot_language_pairs({"de": path}, "en", max_words=1, on_malformed="fail")

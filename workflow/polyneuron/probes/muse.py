@@ -7,7 +7,7 @@ few malformed lines, which are skipped or fatal per config.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,39 +56,142 @@ class Malformed:
         )
 
 
+def _lines(path: Path, report: Malformed) -> Iterator[tuple[int, str, str]]:
+    """``(line, source, target)`` of each well-formed line, lower-cased, streamed; malformed
+    lines and lines with capitals go into ``report``."""
+    for number, line in decoded_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            report.line_numbers.append(number)
+            continue
+        src, tgt = parts[0].lower(), parts[1].lower()
+        if src != parts[0] or tgt != parts[1]:
+            report.capitalised.append(number)
+        yield number, src, tgt
+
+
+def _checked(report: Malformed, on_malformed: str) -> Malformed:
+    if report and on_malformed == "fail":
+        raise PolyneuronError(report.describe())
+    return report
+
+
 def read_dictionary(path: str | Path, on_malformed: str = "skip") -> tuple[pl.DataFrame, Malformed]:
     """Read one MUSE file into ``(src, tgt, line)``; blank lines are ignored.
 
     ``on_malformed``: ``skip`` drops lines that are not exactly two tokens and reports them;
     ``fail`` raises, naming the file and the first line numbers. Words are lower-cased, as in
     MUSE's own files (``House Haus`` and ``house haus`` are one pair); the lines that had
-    capitals are reported (:meth:`Malformed.describe_case`).
+    capitals are reported (:meth:`Malformed.describe_case`). Holds the whole file: the probe
+    builders stream instead (:func:`language_pairs`, :func:`pivot_language_pairs`).
     """
-    path = Path(path)
-    src: list[str] = []
-    tgt: list[str] = []
-    lines: list[int] = []
-    malformed = Malformed(path)
-    for number, line in decoded_lines(path):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            malformed.line_numbers.append(number)
-            continue
-        lowered = [part.lower() for part in parts]
-        if lowered != parts:
-            malformed.capitalised.append(number)
-        src.append(lowered[0])
-        tgt.append(lowered[1])
-        lines.append(number)
-    if malformed and on_malformed == "fail":
-        raise PolyneuronError(malformed.describe())
+    report = Malformed(Path(path))
+    rows = list(_lines(Path(path), report))
+    _checked(report, on_malformed)
     frame = pl.DataFrame(
-        {"src": src, "tgt": tgt, "line": lines},
-        schema={"src": pl.String, "tgt": pl.String, "line": pl.Int32},
-    )
-    return frame, malformed
+        rows, schema={"line": pl.Int32, "src": pl.String, "tgt": pl.String}, orient="row"
+    ).select("src", "tgt", "line")
+    return frame, report
+
+
+def _pivot_first(path: Path, pivot: str, lang: str, report: Malformed) -> Iterator[tuple[str, str]]:
+    """``(pivot word, foreign word)`` of each well-formed line, in file order."""
+    swapped = is_reversed(path, pivot, lang)
+    for _, src, tgt in _lines(path, report):
+        yield (tgt, src) if swapped else (src, tgt)
+
+
+def _pairs_frame(rows: list[tuple[str, str]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"pivot": pl.String, "foreign": pl.String}, orient="row")
+
+
+def language_pairs(
+    path: str | Path,
+    pivot: str,
+    lang: str,
+    max_words: int,
+    drop_identical: bool = True,
+    on_malformed: str = "skip",
+) -> tuple[pl.DataFrame, Malformed]:
+    """The ``(pivot, foreign)`` pairs of one dictionary that :func:`build_probes` needs for
+    ``lang``'s probes, in one streaming pass: every pair up to the one that gives the
+    ``max_words``-th probe word, then only the later pairs of those words (their other gold
+    answers). :func:`build_probes` makes the same probes of them as of :func:`pivot_pairs` of
+    the whole file, and memory stays flat in the file's size."""
+    path = Path(path)
+    report = Malformed(path)
+    rows: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    pivots: set[str] = set()
+    words: set[str] = set()  # foreign words of the probes so far
+    full = False
+    for pair in _pivot_first(path, pivot, lang, report):
+        if pair in seen or (full and pair[1] not in words):
+            continue
+        seen.add(pair)
+        rows.append(pair)
+        word_pivot, foreign = pair
+        if full or (drop_identical and word_pivot == foreign) or word_pivot in pivots:
+            continue
+        pivots.add(word_pivot)  # first use of a pivot word: a probe unless its foreign word
+        words.add(foreign)  # was one already
+        if len(words) == max_words:
+            full = True
+            seen = {p for p in seen if p[1] in words}
+            pivots.clear()
+    return _pairs_frame(rows), _checked(report, on_malformed)
+
+
+def pivot_language_pairs(
+    paths: Mapping[str, str | Path],
+    pivot: str,
+    max_words: int,
+    drop_identical: bool = True,
+    on_malformed: str = "skip",
+) -> tuple[dict[str, pl.DataFrame], dict[str, Malformed]]:
+    """The ``(pivot, foreign)`` pairs of each language's dictionary (``paths``) that
+    :func:`build_probes` needs for the pivot language's probes, streamed: a first pass reads
+    each file up to its ``max_words``-th distinct pivot word (the ranks that choose the probe
+    words), a second keeps, beyond that, only the pairs of the chosen words."""
+    heads: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+    best: dict[str, int] = {}
+    for lang, path in paths.items():
+        rows: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        ranked: list[str] = []
+        known: set[str] = set()
+        consumed = 0
+        for pair in _pivot_first(Path(path), pivot, lang, Malformed(Path(path))):
+            consumed += 1
+            if pair in seen:
+                continue
+            seen.add(pair)
+            rows.append(pair)
+            word = pair[0]
+            if (drop_identical and word == pair[1]) or word in known:
+                continue
+            known.add(word)
+            ranked.append(word)
+            if len(ranked) == max_words:
+                break
+        heads[lang] = (consumed, rows)
+        for rank, word in enumerate(ranked):
+            best[word] = min(best.get(word, rank), rank)
+    chosen = set(sorted(best, key=lambda w: (best[w], w))[:max_words])
+    pairs, reports = {}, {}
+    for lang, path in paths.items():
+        consumed, rows = heads[lang]
+        seen = set(rows)
+        report = Malformed(Path(path))
+        for i, pair in enumerate(_pivot_first(Path(path), pivot, lang, report)):
+            if i < consumed or pair[0] not in chosen or pair in seen:
+                continue
+            seen.add(pair)
+            rows.append(pair)
+        pairs[lang], reports[lang] = _pairs_frame(rows), _checked(report, on_malformed)
+    return pairs, reports
 
 
 def find_dictionary(folder: str | Path, pivot: str, lang: str) -> tuple[Path, bool]:

@@ -14,14 +14,22 @@ UNIQUE_KEYS = ((["id"], "id"), (["pair_id", "lang"], "pair_id and language"))
 
 
 def decoded_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of a UTF-8 file (a byte-order mark is dropped); undecodable
+    """``(line number, text)`` of a UTF-8 file, read as a stream (memory does not grow with the
+    file); lines end at ``\n``, ``\r\n`` or ``\r``; a byte-order mark is dropped; undecodable
     bytes fail naming the file and line."""
-    raw = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf")
-    for number, line_bytes in enumerate(raw.splitlines(), start=1):
-        try:
-            yield number, line_bytes.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise PolyneuronError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
+    number = 0
+    with open(path, "rb") as handle:
+        for chunk_number, chunk in enumerate(handle):
+            if chunk_number == 0:
+                chunk = chunk.removeprefix(b"\xef\xbb\xbf")
+            for line_bytes in chunk.splitlines():
+                number += 1
+                try:
+                    yield number, line_bytes.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise PolyneuronError(
+                        f"{path}:{number}: not valid UTF-8 ({err.reason})"
+                    ) from None
 
 
 def where(row: Mapping) -> str:
