@@ -85,3 +85,13 @@ def minimal_config(**extra) -> dict:
     for key, value in extra.items():
         config[key] = value
     return config
+
+
+@pytest.fixture()
+def scratch(tmp_path, tiny_models) -> Path:
+    """A working folder with the tiny dictionaries and .test/tiny's config on the tiny llama."""
+    from workflow_helpers import base_config, write_config
+
+    write_dictionaries(tmp_path / "muse")
+    write_config(tmp_path, base_config({"tiny-llama": tiny_models["llama"]}))
+    return tmp_path

@@ -73,7 +73,5 @@ def test_unknown_bridge_language_is_named(built):
     update_config(built, lambda c: c["bridges"].update({"targets": ["sw"]}))
     result = snakemake(built, "--dry-run", check=False)
     assert result.returncode != 0
-    assert "bridges.targets: 'sw' not among languages" in (
-        result.stdout + result.stderr
-    )
+    assert "bridges.targets: 'sw' not among languages" in (result.stdout + result.stderr)
     update_config(built, lambda c: c["bridges"].update({"targets": ["ru"]}))

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import yaml
 from conftest import write_dictionaries
-from workflow_helpers import REPO, planned_jobs, snakemake, write_config
+from workflow_helpers import REPO, base_config, planned_jobs, snakemake, write_config
 
 LANGS = ["en", "de", "fr", "ru"]
 RELATION_LANGS = ["en", "de", "fr", "es", "zh"]  # the shipped relation facts (default)
@@ -35,25 +35,6 @@ MODEL_FIGURES = [  # per model, beyond lape_layers and the ablation matrices
     "logit_lens",
     "cross_method",
 ]
-
-
-TINY_CONFIG = REPO / ".test/tiny/config.yaml"  # the config users can copy
-
-
-def base_config(models: dict[str, Path], chat: dict[str, Path] | None = None) -> dict:
-    """.test/tiny/config.yaml with its model sources pointing at ``models`` (and ``chat``, or
-    no chat models and refusal directions without)."""
-    config = yaml.safe_load(TINY_CONFIG.read_text(encoding="utf-8"))
-    config["models"] = {
-        name: {"source": str(path), "device": "cpu"} for name, path in models.items()
-    }
-    if chat:
-        config["chat_models"] = {
-            name: {"source": str(path), "device": "cpu"} for name, path in chat.items()
-        }
-    else:
-        del config["chat_models"], config["refusal_directions"]
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -435,96 +416,3 @@ def test_swapping_a_model_then_back_reruns_nothing_for_the_kept_outputs(finished
     # back to the first model: its neuron files are still valid, only the figure is rebuilt
     assert planned_jobs(finished) == {"plot_overlap_heatmap": 1}
     snakemake(finished, "--cores", "2")
-
-
-# --- bad input: a clear error naming the key/file, and no partial output ----------------------
-
-
-@pytest.fixture()
-def scratch(tmp_path, tiny_models) -> Path:
-    write_dictionaries(tmp_path / "muse")
-    write_config(tmp_path, base_config({"tiny-llama": tiny_models["llama"]}))
-    return tmp_path
-
-
-def update_config(workdir: Path, change) -> None:
-    import yaml
-
-    config = yaml.safe_load((workdir / "config.yaml").read_text())
-    change(config)
-    write_config(workdir, config)
-
-
-def assert_fails(workdir: Path, *needles: str) -> None:
-    result = snakemake(workdir, "--cores", "2", check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
-    for needle in needles:
-        assert needle in output, output
-    assert not (workdir / "results/overlap_heatmap.pdf").exists()
-    leftovers = [p for p in (workdir / "results").rglob("*") if p.is_file() and ".tmp" in p.name]
-    assert leftovers == []
-
-
-def test_unknown_config_key_is_named(scratch):
-    update_config(scratch, lambda c: c.update({"lape": {"top_rat": 0.1}}))
-    assert_fails(scratch, "config key lape.top_rat: unknown key; did you mean lape.top_rate?")
-    output = snakemake(scratch, "--dry-run", check=False)
-    assert "additionalProperties" not in output.stdout + output.stderr  # no schema dump
-
-
-def test_wrong_type_and_out_of_range_values_are_named(scratch):
-    update_config(scratch, lambda c: c["extraction"].update({"shards": "two"}))
-    assert_fails(scratch, "'two' is not of type 'integer'", "shards")
-    update_config(scratch, lambda c: c["extraction"].update({"shards": 0}))
-    assert_fails(scratch, "shards")
-    update_config(
-        scratch,
-        lambda c: (c["extraction"].update({"shards": 1}), c.update({"lape": {"top_rate": 1.5}})),
-    )
-    assert_fails(scratch, "top_rate", "1.5")
-
-
-def test_unknown_language_code_is_named(scratch):
-    update_config(scratch, lambda c: c.update({"languages": ["en", "de", "xx"]}))
-    assert_fails(scratch, "config key languages", "'xx'")
-
-
-def test_missing_dictionary_names_language(scratch):
-    (scratch / "muse/en-ru.txt").unlink()
-    assert_fails(scratch, "no dictionary for language 'ru'", "en-ru.txt")
-    assert not (scratch / "results/probes").exists()
-
-
-def test_malformed_dictionary_lines_fail_when_configured(scratch):
-    with (scratch / "muse/en-fr.txt").open("a", encoding="utf-8") as handle:
-        handle.write("lonely\n")
-    update_config(scratch, lambda c: c["probes"]["muse"].update({"on_malformed": "fail"}))
-    assert_fails(scratch, "en-fr.txt: 1 malformed line(s)", "line(s) 8")
-    assert not (scratch / "results/probes/muse/fr.parquet").exists()
-
-
-def test_missing_model_path_is_named(scratch):
-    update_config(
-        scratch, lambda c: c["models"].update({"ghost": {"source": "/nonexistent/model"}})
-    )
-    assert_fails(scratch, "models.ghost.source", "/nonexistent/model", "does not exist")
-
-
-def test_unsupported_architecture_fails_naming_supported_ones(scratch, tmp_path_factory):
-    from transformers import BertConfig, BertLMHeadModel
-
-    folder = tmp_path_factory.mktemp("bert") / "tiny-bert"
-    BertLMHeadModel(
-        BertConfig(
-            vocab_size=50,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            is_decoder=True,
-        )
-    ).save_pretrained(folder)
-    update_config(scratch, lambda c: c.update({"models": {"bert": {"source": str(folder)}}}))
-    assert_fails(scratch, "unsupported model architecture 'bert'", "llama", "gemma3_text")
-    assert not (scratch / "resources/models/bert").exists()
