@@ -28,13 +28,7 @@ from polyneuron.evaluate.interventions import NeuronSet
 from polyneuron.evaluate.matrix import intervention_matrix, mean_metric_rows
 from polyneuron.model.batches import pad_token_id
 from polyneuron.neurons.overlap import overlap_sets
-from polyneuron.probes.muse import (
-    Malformed,
-    build_probes,
-    is_reversed,
-    pivot_pairs,
-    read_dictionary,
-)
+from polyneuron.probes.muse import Malformed, build_probes, language_pairs
 
 __all__ = [
     "BliItems",
@@ -86,9 +80,10 @@ def dictionary_tests(
 ) -> tuple[pl.DataFrame, Malformed]:
     """:func:`heldout_pairs` of a MUSE file (``{pivot}-{lang}`` or the reverse, as
     :func:`polyneuron.probes.muse.find_dictionary` finds it), read as the probes read it; and its
-    malformed lines."""
-    frame, malformed = read_dictionary(path, on_malformed)
-    pairs = pivot_pairs(frame, is_reversed(path, pivot, lang))
+    malformed lines. Streamed (:func:`polyneuron.probes.muse.language_pairs`): only the pairs
+    the first ``max_words + max_pairs`` entries need are kept, whatever the file's size."""
+    pairs, malformed = language_pairs(path, pivot, lang, max_words + max_pairs, drop_identical,
+                                      on_malformed)  # fmt: skip
     test = heldout_pairs(pairs, Path(path).name, lang, pivot, names, max_words, max_pairs,
                          drop_identical)  # fmt: skip
     return test, malformed
