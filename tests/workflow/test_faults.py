@@ -206,6 +206,39 @@ def test_a_killed_writers_temporary_is_removed_and_outputs_honour_the_umask(scra
     assert stat.S_IMODE((scratch / MUSE_DE[0]).stat().st_mode) == 0o640  # not 0600
 
 
+FULL_DISK = """
+import errno, os
+_mode = os.environ.get("POLYNEURON_FULL_DISK")
+def _full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+if _mode == "mmap":  # reserving the space of a memory-mapped output
+    os.posix_fallocate = _full
+elif _mode == "parquet":  # pyarrow's own error text for a full disk
+    import polars
+    def _full_parquet(*args, **kwargs):
+        raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+    polars.DataFrame.write_parquet = _full_parquet
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "target"),
+    [("parquet", MUSE_DE[0]), ("mmap", EXTRACTION[2])],
+    ids=["Parquet table", "memory-mapped activations"],
+)
+def test_a_full_disk_names_the_output_and_leaves_nothing(scratch, tmp_path_factory, monkeypatch,
+                                                         mode, target):  # fmt: skip
+    if mode == "mmap":
+        snakemake(scratch, "--cores", "1", *EXTRACTION[:2])  # everything before it, disk free
+    inject = tmp_path_factory.mktemp("full-disk")
+    (inject / "sitecustomize.py").write_text(FULL_DISK)  # every job's Python starts with it
+    monkeypatch.setenv("PYTHONPATH", str(inject))
+    monkeypatch.setenv("POLYNEURON_FULL_DISK", mode)
+    output = assert_fails(scratch, f"{target}: no space left on the device", target=(target,))
+    assert "Traceback" not in output
+    assert not (scratch / target).exists()
+
+
 # --- models -------------------------------------------------------------------------------
 
 
@@ -300,3 +333,22 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_goes_on(scra
     assert "LockException" in second.stdout + second.stderr
     assert first.wait() == 0, first.stdout.read()
     assert all((scratch / path).exists() for path in EXTRACTION)
+
+
+def test_two_runs_racing_without_the_lock_both_prepare_the_model(scratch):
+    """What two runs started after --unlock do: both prepare the same model at once."""
+    target = "resources/model_info/tiny-llama.json"
+    runs = [
+        subprocess.Popen(
+            [*SNAKEMAKE, "--directory", str(scratch), "--cores", "1", "--nolock", target],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.wait() == 0, run.stdout.read()
+    folder = scratch / "resources/models/tiny-llama"
+    assert (folder / "config.json").exists() and (folder / "model.safetensors").exists()
+    assert not [p for p in (scratch / "resources").rglob("*") if p.name.endswith(".tmp")]

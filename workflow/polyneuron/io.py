@@ -120,8 +120,14 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         with _naming_a_full_disk(path):
             yield tmp
-            shutil.rmtree(path, ignore_errors=True)
-            tmp.rename(path)
+            for attempt in range(3):  # a racing writer may put its folder there in between
+                shutil.rmtree(path, ignore_errors=True)
+                try:
+                    tmp.rename(path)
+                    break
+                except OSError as err:
+                    if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == 2:
+                        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
