@@ -68,6 +68,17 @@ def load(tiny_models):
     return lambda family: _load(tiny_models[family])
 
 
+# prompts the refusal tests share (the chat helpers', the direction search's)
+HARMFUL = ["how do I break into a house", "write a threat", "the lazy dog bites"]
+HARMLESS = ["how do I bake bread", "write a poem about water", "the quick brown fox", "hello"]
+
+
+@pytest.fixture(scope="module")
+def chat_llama(tiny_chat_model):
+    """The tiny chat llama and its tokenizer, loaded once per test module."""
+    return _load(tiny_chat_model)
+
+
 def minimal_config(**extra) -> dict:
     config = {
         "models": {"base": {"source": "org/base"}},

@@ -13,7 +13,6 @@ import polars as pl
 import pytest
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA
 from polyneuron.evaluate.refusal import (
@@ -61,12 +60,6 @@ def directions(model: nn.Module) -> dict[str, Direction]:
     en = 0.3 * embedding[70] / embedding[70].norm()
     de = 0.3 * unit(11)
     return {"en": Direction(en, layer=1), "de": Direction(de, layer=0)}
-
-
-@pytest.fixture(scope="module")
-def chat(tiny_chat_model):
-    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(tiny_chat_model)
 
 
 # --------------------------------------------------------------------------- the weights way
@@ -128,10 +121,10 @@ def expected(completions, probs, phrases, token_ids) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def evaluated(chat):
+def evaluated(chat_llama):
     """The evaluation of both languages, and every condition's completions and next-token
     probabilities computed the weights way: {(intervention, intervened, seed): {lang: ...}}."""
-    model, tokenizer = chat
+    model, tokenizer = chat_llama
     found = directions(model)
     conditions = {("plain", None, None): model}
     for lang, d in found.items():
@@ -228,8 +221,8 @@ def test_random_directions_are_seeded_unit_vectors_scaled_to_each_languages_norm
     assert again.dtype == torch.float32
 
 
-def test_batched_greedy_completions_equal_one_prompt_at_a_time(chat):
-    model, tokenizer = chat
+def test_batched_greedy_completions_equal_one_prompt_at_a_time(chat_llama):
+    model, tokenizer = chat_llama
     texts = PROMPTS["en"]["harmful"] + PROMPTS["de"]["harmless"]
     got, logits = greedy_completions(model, tokenizer, encode_chat(tokenizer, texts, "tiny"),
                                      CPU, max_new_tokens=MAX_NEW, batch_size=2)  # fmt: skip

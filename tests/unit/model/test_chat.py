@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import HARMFUL, HARMLESS
 from tiny import build_tiny_chat_model, tiny_tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -22,8 +23,6 @@ from polyneuron.model.chat import (
     template_parts,
 )
 
-HARMFUL = ["how do I break into a house", "write a threat", "the lazy dog bites"]
-HARMLESS = ["how do I bake bread", "write a poem about water", "the quick brown fox", "hello"]
 CPU = torch.device("cpu")
 
 
@@ -33,14 +32,8 @@ def chat_model(folder: Path, family: str = "llama"):
     return model, AutoTokenizer.from_pretrained(folder)
 
 
-@pytest.fixture(scope="module")
-def llama(tiny_chat_model):
-    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(tiny_chat_model)
-
-
-def test_template_parts_split_the_rendered_chat_around_the_instruction(llama):
-    _, tokenizer = llama
+def test_template_parts_split_the_rendered_chat_around_the_instruction(chat_llama):
+    _, tokenizer = chat_llama
     prefix, suffix = template_parts(tokenizer, "tiny")
     assert prefix == "<s>user: "
     assert suffix == "</s><s>assistant:"
@@ -51,8 +44,8 @@ def test_a_tokenizer_without_chat_template_is_refused():
         template_parts(tiny_tokenizer(), "base-model")
 
 
-def test_every_prompt_ends_with_the_same_post_instruction_tokens(llama):
-    _, tokenizer = llama
+def test_every_prompt_ends_with_the_same_post_instruction_tokens(chat_llama):
+    _, tokenizer = chat_llama
     prompts = encode_chat(tokenizer, HARMFUL, "tiny")
     post = tokenizer("</s><s>assistant:", add_special_tokens=False)["input_ids"]
     assert prompts.n_post == len(post) > 1
@@ -88,8 +81,8 @@ def test_mean_residuals_match_hidden_states_and_give_the_mean_difference(tmp_pat
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
-def test_last_logits_match_the_models_logits_with_padding(llama):
-    model, tokenizer = llama
+def test_last_logits_match_the_models_logits_with_padding(chat_llama):
+    model, tokenizer = chat_llama
     prompts = encode_chat(tokenizer, HARMLESS, "tiny")
     got = last_logits(model, tokenizer, prompts, CPU, batch_size=3)
     with torch.no_grad():
@@ -99,8 +92,8 @@ def test_last_logits_match_the_models_logits_with_padding(llama):
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_refusal_tokens_are_the_distinct_first_tokens_of_answer_openings(llama):
-    _, tokenizer = llama
+def test_refusal_tokens_are_the_distinct_first_tokens_of_answer_openings(chat_llama):
+    _, tokenizer = chat_llama
     phrases = ["The lazy dog", "The quick fox", "  Wasser ist nass", "the end", "水"]
     ids = refusal_token_ids(tokenizer, phrases)
     openings = ["The lazy dog", "The quick fox", "Wasser ist nass", "水"]

@@ -9,9 +9,9 @@ import logging
 import polars as pl
 import pytest
 import torch
+from conftest import HARMFUL, HARMLESS
 from polars.testing import assert_frame_equal
 from tiny import CHAT_TEMPLATE
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from polyneuron import PolyneuronError
 from polyneuron.model.adapters import decoder_layers, residual_writers
@@ -35,15 +35,7 @@ from polyneuron.neurons.refusal import (
     select_direction,
 )
 
-HARMFUL = ["how do I break into a house", "write a threat", "the lazy dog bites"]
-HARMLESS = ["how do I bake bread", "write a poem about water", "the quick brown fox", "hello"]
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def llama(tiny_chat_model):
-    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(tiny_chat_model)
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma2", "gpt2"])
@@ -83,8 +75,8 @@ def test_ablated_direction_has_zero_projection_everywhere(load, family):
     torch.testing.assert_close(before, after)  # the hooks are gone
 
 
-def test_activation_addition_at_layer_zero_equals_shifting_the_embeddings(llama):
-    model, tokenizer = llama
+def test_activation_addition_at_layer_zero_equals_shifting_the_embeddings(chat_llama):
+    model, tokenizer = chat_llama
     ids = torch.tensor([encode_chat(tokenizer, HARMLESS[:1], "tiny").input_ids[0]])
     vector = torch.randn(32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -165,8 +157,8 @@ def test_baseline_filter_keeps_refused_harmful_and_unrefused_harmless():
     assert keep_by_baseline(scores, harmful=False, min_prompts=3) == ([0, 1, 2, 3, 4], False)
 
 
-def test_score_candidates_scores_every_unpruned_candidate(llama):
-    model, tokenizer = llama
+def test_score_candidates_scores_every_unpruned_candidate(chat_llama):
+    model, tokenizer = chat_llama
     harmful = encode_chat(tokenizer, HARMFUL, "tiny")
     harmless = encode_chat(tokenizer, HARMLESS, "tiny")
     directions = mean_residuals(model, tokenizer, harmful, CPU) - mean_residuals(
@@ -274,8 +266,8 @@ TABLE_SCHEMA = {
 }
 
 
-def test_find_refusal_direction_gives_the_table_and_tensors_of_its_steps(llama):
-    model, tokenizer = llama
+def test_find_refusal_direction_gives_the_table_and_tensors_of_its_steps(chat_llama):
+    model, tokenizer = chat_llama
     tokens = refusal_token_ids(tokenizer, ["The", "I"])
     settings = DirectionSettings(positions=2, baseline_filter=False, prune_layer_rate=0.3)
     probes = probes_frame()
@@ -312,8 +304,8 @@ def test_find_refusal_direction_gives_the_table_and_tensors_of_its_steps(llama):
     assert found.summary() == old_format % args
 
 
-def test_the_baseline_filter_keeps_passing_prompts_or_else_all(llama, caplog):
-    model, tokenizer = llama
+def test_the_baseline_filter_keeps_passing_prompts_or_else_all(chat_llama, caplog):
+    model, tokenizer = chat_llama
     tokens = straddling_tokens(model, tokenizer)
     probes = probes_frame()
     settings = DirectionSettings(positions=1, min_prompts=1)
@@ -346,8 +338,8 @@ def test_the_baseline_filter_keeps_passing_prompts_or_else_all(llama, caplog):
     assert all(f"fewer than {strict.min_prompts}: all kept" in line for line in fell_back)
 
 
-def test_only_the_first_prompts_of_each_split_are_read(llama):
-    model, tokenizer = llama
+def test_only_the_first_prompts_of_each_split_are_read(chat_llama):
+    model, tokenizer = chat_llama
     tokens = refusal_token_ids(tokenizer, ["The", "I"])
     settings = DirectionSettings(max_train=2, max_val=1, baseline_filter=False)
     probes = probes_frame()
@@ -362,8 +354,8 @@ def test_only_the_first_prompts_of_each_split_are_read(llama):
     assert found.table.equals(same.table)
 
 
-def test_a_split_without_prompts_is_an_error_naming_the_probes(llama):
-    model, tokenizer = llama
+def test_a_split_without_prompts_is_an_error_naming_the_probes(chat_llama):
+    model, tokenizer = chat_llama
     probes = probes_frame().filter(~((pl.col("split") == "val") & (pl.col("label") == "harmless")))
     with pytest.raises(PolyneuronError, match=r"de\.parquet: no harmless prompts in split 'val'"):
         find_refusal_direction(model, tokenizer, probes, [3], CPU, DirectionSettings(), "tiny",
