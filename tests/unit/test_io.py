@@ -83,6 +83,20 @@ def test_a_folder_appears_whole_with_the_umask_s_mode(tmp_path, umask_027):
     assert list((tmp_path / "models").iterdir()) == [out]
 
 
+def test_a_folder_a_racing_writer_landed_meanwhile_is_kept_not_deleted_under_its_reader(tmp_path):
+    out = tmp_path / "models" / "tiny"
+    with atomic_dir(out) as ours:
+        (ours / "config.json").write_text("ours")
+        with atomic_dir(out) as theirs:  # the other run finishes first
+            (theirs / "config.json").write_text("theirs")
+        assert (out / "config.json").read_text() == "theirs"
+    assert (out / "config.json").read_text() == "theirs"
+    assert list((tmp_path / "models").iterdir()) == [out]
+    with atomic_dir(out) as again:  # a folder there before writing began is replaced
+        (again / "config.json").write_text("again")
+    assert (out / "config.json").read_text() == "again"
+
+
 def test_a_full_disk_is_named_and_leaves_nothing(tmp_path, monkeypatch):
     def full(fd, offset, size):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

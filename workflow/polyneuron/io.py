@@ -111,23 +111,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """:func:`atomic_path` for a folder: fill the yielded temporary folder; it replaces
-    ``path`` whole only on success."""
+    ``path`` whole only on success. A folder that was there when writing began is replaced; one
+    that a racing writer of the same output put there meanwhile is kept, never deleted under a
+    reader (two runs started with ``--nolock`` both read the model they prepared)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(path)
+    existed = path.exists()
     tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent))
     tmp.chmod(file_mode(directory=True))
     try:
         with _naming_a_full_disk(path):
             yield tmp
-            for attempt in range(3):  # a racing writer may put its folder there in between
+            if existed:
                 shutil.rmtree(path, ignore_errors=True)
-                try:
-                    tmp.rename(path)
-                    break
-                except OSError as err:
-                    if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == 2:
-                        raise
+            try:
+                tmp.rename(path)
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                # a racing writer's whole folder landed while this one was written: keep it
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
