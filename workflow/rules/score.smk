@@ -87,6 +87,7 @@ rule score_bridges:
         max_pairs=BRIDGES["max_pairs"],
         seed=BRIDGES["seed"],
         window=BRIDGES["window"],
+        sigma=BRIDGES["sigma"],
         normalised=BRIDGES["normalised"],
         code=code_hash("score_bridges"),
     script:

@@ -5,7 +5,7 @@ import torch
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.extract import read_split
-from polyneuron.neurons.hsic import bridge_scores, rank_bridges
+from polyneuron.neurons.hsic import bridge_scores, rank_bridges, resolve_window
 from polyneuron.neurons.overlap import overlap_sets
 from polyneuron.neurons.stats import load_act_prob
 from polyneuron.tensors import read_tensor
@@ -23,8 +23,10 @@ with script_log(snakemake.log[0]) as log:
         pair_ids[lang] = probes["pair_id"].to_list()
         examples[lang] = read_tensor(example_path)  # [example, layer, neuron]
     scores = bridge_scores(sets, langs, pair_ids, examples, p.pairs, p.max_pairs, p.seed,
-                           p.normalised)  # fmt: skip
-    table = rank_bridges(scores, p.window)
+                           p.normalised, p.sigma)  # fmt: skip
+    window = resolve_window(p.window, sets.shape[0])
+    log.info("HSIC sigma: %s; bridges ranked over layers %s", p.sigma, window or "all")
+    table = rank_bridges(scores, window)
     for target, bridge, value in (
         table.filter("selected").unique(["target"]).select("target", "candidate", "window_score")
     ).iter_rows():

@@ -65,3 +65,15 @@ def test_every_inconsistent_language_key_is_reported_at_once():
 def test_one_problem_is_reported_alone():
     with pytest.raises(PolyneuronError, match=r"^config key evaluation.overlap.languages: 'ru'"):
         check_config(minimal_config(evaluation={"overlap": {"languages": ["ru"]}}))
+
+
+@pytest.mark.parametrize("window", ["ref", [3], [1, "x"]])
+def test_a_bad_bridge_window_is_one_line_naming_the_key(window):
+    problem = schema_problem({**minimal_config(), "bridges": {"window": window}}, SCHEMA)
+    assert problem.startswith("config key bridges.window")
+    assert "\n" not in problem and len(problem) < 300
+
+
+@pytest.mark.parametrize("window", ["reference", None, [6, 12]])
+def test_the_bridge_window_takes_reference_null_or_two_layers(window):
+    assert schema_problem({**minimal_config(), "bridges": {"window": window}}, SCHEMA) is None

@@ -2,15 +2,27 @@
 
 For a target (low-resource) language t and a candidate bridge b, take the neurons of one layer
 that are in both languages' overlap sets, and their per-example mean activations on aligned
-probe pairs (the same word in t and in b): ``x[:, i]`` on t's probes, ``y[:, j]`` on b's. Per
-neuron, activations are z-scored over the examples and turned into an RBF kernel matrix whose
-bandwidth σ is the median pairwise distance between examples. The score of a neuron pair is
-HSIC(i, j) = tr(K_i H L_j H), H = I − 11ᵀ/n (optionally divided by (n−1)²); the layer's score is
+probe pairs (the same word in t and in b): ``x[:, i]`` on t's probes, ``y[:, j]`` on b's. Each
+neuron gets a Gaussian kernel over the examples, K_i[a, b] = exp(−(x_ia − x_ib)² / 2σ²), a
+neuron pair gets an HSIC score (optionally divided by (n−1)²), and the layer's score is
 ½(mean_i max_j HSIC + mean_j max_i HSIC). Candidates are ranked by the mean layer score over a
-window of layers, and the best is the target's bridge.
+window of layers, and the best is the target's bridge. Two forms, ``sigma``:
 
-tr(K H L H) = ⟨H K H, L⟩ (Frobenius), so all pairs of a layer come from one matrix product of
-the flattened centred kernels: no loop over neuron pairs.
+- ``reference`` (the default; the reference's bridge_hsic.py): each neuron's row of activations
+  over the n examples is z-scored with the unbiased standard deviation + 1e-6; one σ serves the
+  whole layer pair: the median of the Euclidean distances between z-scored neuron rows within x
+  and within y, pooled (both full distance matrices, their zero diagonals included) + 1e-6; and
+  the score is the reference's tr(K_i H · H L_j) = tr(K_i H L_j), H = I − 11ᵀ/n (H is
+  idempotent; unlike the textbook tr(K H L H) it can be negative).
+- ``per_neuron`` (this project's earlier form): each neuron's activations z-scored (population
+  standard deviation), its own σ, the median distance between two different examples (a
+  constant neuron gets σ = 1), and the textbook tr(K_i H L_j H).
+
+The reference's window is layers 10–21 of LLaMA-3-8B's 32; :func:`reference_window` scales it
+to the model's depth.
+
+All pairs of a layer come from one matrix product of flattened kernels, tr(K H L) = ⟨H K, L⟩
+and tr(K H L H) = ⟨H K H, L⟩ (Frobenius; K, L symmetric): no loop over neuron pairs.
 """
 
 from __future__ import annotations
@@ -25,6 +37,31 @@ import torch
 log = logging.getLogger(__name__)
 
 
+SIGMAS = ("reference", "per_neuron")
+REFERENCE_WINDOW = (10, 21, 32)  # layers 10-21 of LLaMA-3-8B's 32
+
+
+def reference_window(n_layers: int) -> tuple[int, int]:
+    """The reference's layers 10–21 of 32 scaled to ``n_layers`` (rounded half up)."""
+    first, last, depth = REFERENCE_WINDOW
+    scale = n_layers / depth
+    return (
+        min(int(first * scale + 0.5), n_layers - 1),
+        min(int(last * scale + 0.5), n_layers - 1),
+    )
+
+
+def resolve_window(window: str | Sequence[int] | None, n_layers: int) -> tuple[int, int] | None:
+    """``bridges.window`` as layers: ``"reference"`` → :func:`reference_window`, a pair as
+    given, None (every layer) as None."""
+    if window == "reference":
+        return reference_window(n_layers)
+    if window is None:
+        return None
+    first, last = window
+    return int(first), int(last)
+
+
 def zscore(x: torch.Tensor) -> torch.Tensor:
     """Columns of ``x [n, d]`` to mean 0, standard deviation 1 (population); a constant
     column becomes all zeros."""
@@ -33,16 +70,46 @@ def zscore(x: torch.Tensor) -> torch.Tensor:
     return (x - x.mean(0)) / torch.where(std > 0, std, torch.ones_like(std))
 
 
+def zscore_reference(x: torch.Tensor) -> torch.Tensor:
+    """Columns of ``x [n, d]`` z-scored as the reference does: (x − mean) / (unbiased std +
+    1e-6); a constant column becomes all zeros."""
+    x = x.double()
+    std = x.std(0, unbiased=True) if x.shape[0] > 1 else torch.zeros(x.shape[1], dtype=x.dtype)
+    return (x - x.mean(0)) / (std + 1e-6)
+
+
+def reference_sigma(zx: torch.Tensor, zy: torch.Tensor) -> float:
+    """One σ for a layer pair: the median (midpoint of the two middle values for an even count)
+    of the Euclidean distances between the z-scored neuron rows within ``zx [n, d1]`` and within
+    ``zy [n, d2]``, both full matrices pooled, + 1e-6."""
+    distances = torch.cat([torch.cdist(zx.T, zx.T).flatten(), torch.cdist(zy.T, zy.T).flatten()])
+    return float(torch.quantile(distances, 0.5)) + 1e-6
+
+
+def gaussian_kernels(z: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+    """exp(−(z_a − z_b)² / 2σ²) per column of ``z [n, d]``: ``[d, n, n]`` (σ one number, or
+    one per column)."""
+    z = z.T
+    sigma = torch.as_tensor(sigma, dtype=z.dtype)
+    if sigma.ndim:
+        sigma = sigma[:, None, None]
+    return torch.exp(-((z[:, :, None] - z[:, None, :]) ** 2) / (2 * sigma**2))
+
+
 def rbf_kernels(x: torch.Tensor) -> torch.Tensor:
     """One RBF kernel per column of ``x [n, d]``: ``[d, n, n]``, σ = the column's median
     distance between two different examples (a column with σ = 0 gives all ones)."""
-    z = zscore(x).T  # [d, n]
-    dist = (z[:, :, None] - z[:, None, :]).abs()  # [d, n, n]
+    z = zscore(x)
     n = x.shape[0]
+    dist = (z.T[:, :, None] - z.T[:, None, :]).abs()  # [d, n, n]
     rows, cols = torch.triu_indices(n, n, offset=1)
-    sigma = dist[:, rows, cols].median(dim=1).values if n > 1 else torch.zeros(z.shape[0])
-    sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
-    return torch.exp(-(dist**2) / (2 * sigma[:, None, None] ** 2))
+    sigma = dist[:, rows, cols].median(dim=1).values if n > 1 else torch.zeros(z.shape[1])
+    return gaussian_kernels(z, torch.where(sigma > 0, sigma, torch.ones_like(sigma)))
+
+
+def centre_rows(kernels: torch.Tensor) -> torch.Tensor:
+    """H K for each ``[n, n]`` kernel of ``[d, n, n]`` (each column's mean removed)."""
+    return kernels - kernels.mean(1, keepdim=True)
 
 
 def centre(kernels: torch.Tensor) -> torch.Tensor:
@@ -55,14 +122,23 @@ def centre(kernels: torch.Tensor) -> torch.Tensor:
     )
 
 
-def hsic_matrix(x: torch.Tensor, y: torch.Tensor, normalised: bool = False) -> torch.Tensor:
-    """HSIC of every column of ``x [n, d1]`` with every column of ``y [n, d2]``: ``[d1, d2]``."""
+def hsic_matrix(
+    x: torch.Tensor, y: torch.Tensor, normalised: bool = False, sigma: str = "reference"
+) -> torch.Tensor:
+    """HSIC of every column of ``x [n, d1]`` with every column of ``y [n, d2]``: ``[d1, d2]``,
+    with the ``sigma`` rule of the module's docstring."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y need the same examples ({x.shape[0]} vs {y.shape[0]})")
+    if sigma not in SIGMAS:
+        raise ValueError(f"sigma must be one of {', '.join(SIGMAS)}, not {sigma!r}")
     n = x.shape[0]
-    k = centre(rbf_kernels(x)).reshape(x.shape[1], -1)
-    l_ = rbf_kernels(y).reshape(y.shape[1], -1)
-    scores = k @ l_.T
+    if sigma == "reference":
+        zx, zy = zscore_reference(x), zscore_reference(y)
+        width = reference_sigma(zx, zy)
+        k, l_ = centre_rows(gaussian_kernels(zx, width)), gaussian_kernels(zy, width)
+    else:
+        k, l_ = centre(rbf_kernels(x)), rbf_kernels(y)
+    scores = k.reshape(x.shape[1], -1) @ l_.reshape(y.shape[1], -1).T
     return scores / (n - 1) ** 2 if normalised else scores
 
 
@@ -112,12 +188,14 @@ def bridge_scores(
     max_pairs: int,
     seed: int = 0,
     normalised: bool = False,
+    sigma: str = "reference",
 ) -> pl.DataFrame:
     """Per target, candidate (``pairs``: target → candidates) and layer: the layer score of the
     neurons in both languages' overlap sets (``sets [layer, neuron, lang]``, languages in
     ``langs``' order) on their aligned probe pairs (:func:`align_pairs` of each language's
-    ``pair_ids``; ``examples[lang]``: per-example activations ``[example, layer, neuron]``);
-    NaN where the layer has no shared neuron or there are fewer than two pairs."""
+    ``pair_ids``; ``examples[lang]``: per-example activations ``[example, layer, neuron]``;
+    ``sigma``: see :func:`hsic_matrix`); NaN where the layer has no shared neuron or there are
+    fewer than two pairs."""
     rows = []
     for target, candidates in pairs.items():
         t = langs.index(target)
@@ -131,7 +209,7 @@ def bridge_scores(
                 if len(neurons) and len(t_rows) > 1:
                     x = x_all[:, layer, neurons]
                     y = y_all[:, layer, neurons]
-                    score = layer_score(hsic_matrix(x, y, normalised))
+                    score = layer_score(hsic_matrix(x, y, normalised, sigma))
                 rows.append((target, candidate, layer, len(neurons), len(t_rows), score))
             log.info("%s <- %s: %d aligned pairs", target, candidate, len(t_rows))
     return pl.DataFrame(rows, schema=BRIDGE_SCORE_SCHEMA, orient="row")
