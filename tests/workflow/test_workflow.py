@@ -416,3 +416,28 @@ def test_swapping_a_model_then_back_reruns_nothing_for_the_kept_outputs(finished
     # back to the first model: its neuron files are still valid, only the figure is rebuilt
     assert planned_jobs(finished) == {"plot_overlap_heatmap": 1}
     snakemake(finished, "--cores", "2")
+
+
+def test_every_neuron_and_evaluation_table_is_documented_column_by_column(finished):
+    """Each table under results/neurons/ and results/evaluation/ has its path on a method page
+    under docs/methods/, and every column of it is named there (or, for the evaluation tables'
+    shared columns, on interventions.md)."""
+    pages = {p: p.read_text() for p in (REPO / "docs/methods").glob("*.md")}
+    shared = (REPO / "docs/methods/interventions.md").read_text()
+    tables = sorted((finished / "results").glob("*/tiny-*/*.parquet"))
+    assert {t.parent.parent.name for t in tables} >= {"neurons", "evaluation"}
+    problems = []
+    for table in tables:
+        pattern = f"results/{table.parent.parent.name}/{{model}}/{table.name}"
+        texts = [text for text in pages.values() if f"`{pattern}`" in text]
+        if not texts:
+            problems.append(f"{pattern}: on no page of docs/methods/")
+            continue
+        if table.parent.parent.name == "evaluation":
+            texts.append(shared)
+        missing = [
+            c for c in pl.read_parquet_schema(table) if not any(f"`{c}`" in t for t in texts)
+        ]
+        if missing:
+            problems.append(f"{pattern}: columns not documented: {missing}")
+    assert not problems, "\n".join(problems)
