@@ -1,6 +1,6 @@
 """Per-example mean activations of one model on one language's probes:
 results/activations/{model}/{probe}/{lang}.examples.safetensors ([example, layer, neuron],
-float16, rows in the order of the probe file's rows of the extraction split)."""
+float32, rows in the order of the probe file's rows of the extraction split)."""
 
 from polyneuron.logs import script_log
 from polyneuron.model.adapters import activation_modules, neurons_per_layer
@@ -21,7 +21,8 @@ with script_log(snakemake.log[0]) as log:
     encoded = encode(tokenizer, probes["text"].to_list(), spans)
     shape = (len(encoded), len(activation_modules(model)), neurons_per_layer(model.config))
     metadata = {"probe": wc.probe, "lang": wc.lang, "split": p.split, "model": wc.model}
-    with safetensors_array(snakemake.output[0], "activations", shape, metadata=metadata) as out:
+    output = snakemake.output[0]
+    with safetensors_array(output, "activations", shape, "float32", metadata) as out:
         collect_example_means(
             model,
             tokenizer,

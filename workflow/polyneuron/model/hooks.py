@@ -153,9 +153,13 @@ class StatsCollector:
             body(**batch, use_cache=False)
 
 
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
 class ExampleMeans:
     """Each example's mean activation per neuron over its counted tokens, written into
-    ``out[example, layer, neuron]`` (e.g. a memory-mapped file) batch by batch.
+    ``out[example, layer, neuron]`` (e.g. a memory-mapped file; float32, or float16) batch by
+    batch.
 
     Used in place of :class:`NeuronStats` in a :class:`StatsCollector`; call :meth:`set_rows`
     with the batch's example indices before each forward pass. An example with no counted
@@ -175,16 +179,16 @@ class ExampleMeans:
         weights = mask.weights.reshape(batch, seq)
         sums = torch.einsum("bs,bsn->bn", weights, act.float())
         means = sums / weights.sum(1, keepdim=True).clamp(min=1)
-        half = means.to(torch.float16)
+        stored = means.to(_TORCH_DTYPES[str(self.out.dtype)])
         if self._bad is None:
-            self._bad = torch.zeros(self.out.shape[1], dtype=torch.bool, device=half.device)
-        # NaN, inf, or a mean beyond float16's range (65504) that would be stored as inf
-        self._bad[layer] |= ~torch.isfinite(half).all()
-        self.out[self.rows, layer, :] = half.cpu().numpy()
+            self._bad = torch.zeros(self.out.shape[1], dtype=torch.bool, device=stored.device)
+        # NaN, inf, or a mean beyond the stored dtype's range (float16: 65504) that became inf
+        self._bad[layer] |= ~torch.isfinite(stored).all()
+        self.out[self.rows, layer, :] = stored.cpu().numpy()
 
     def nonfinite_layers(self) -> torch.Tensor:
         """``[layers]`` bool: layers where an example's mean so far was NaN or infinite, or
-        beyond what float16 stores."""
+        beyond what the output's dtype stores."""
         if self._bad is None:
             return torch.zeros(self.out.shape[1], dtype=torch.bool)
         return self._bad
