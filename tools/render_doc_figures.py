@@ -1,16 +1,19 @@
 """Render the figures shown in the README and on docs/methods/ as PNGs, from the workflow's own
 outputs, with the commit and config they came from.
 
-    python tools/render_doc_figures.py --directory /path/to/run [--cores 2] [--dpi 110]
+    python tools/render_doc_figures.py --directory /path/to/run [--commit C] [--cores 2]
 
 First brings the ``figures`` target of that working folder (its ``config.yaml``; default: this
-checkout, whose config is the embedded default) up to date with *this* checkout's code — the
-rules' code hashes make Snakemake rerun whatever this commit computes differently, and nothing
-when the folder is already current — then draws page 1 of each figure PDF into ``docs/img/``:
+checkout, whose config is the embedded default) up to date with the code of commit ``C``
+(default: HEAD; another commit is checked out into a temporary git worktree and its Snakefile
+runs) — the rules' code hashes make Snakemake rerun whatever that commit computes differently,
+and nothing when the folder is already current — then draws page 1 of each figure PDF into
+``docs/img/``:
 ``overlap_heatmap.png`` and, for the first model under ``models:`` and the first under
 ``chat_models:``, every PDF in ``results/plots/{model}/`` under its own name. ``docs/img/SOURCE.md``
-records the commit, the config's SHA-256 and which PDF each PNG is. Uncommitted changes under
-``workflow/``, ``Snakefile`` or the config stop it: the recorded commit must be what ran.
+records the commit, the config's SHA-256 and which PDF each PNG is. For HEAD, uncommitted
+changes under ``workflow/``, ``Snakefile`` or the config stop it: the recorded commit must be
+what ran.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import datetime
 import hashlib
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -92,6 +96,7 @@ def git(*args: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--directory", type=Path, default=REPO, help="the run's working folder")
+    parser.add_argument("--commit", default="HEAD", help="the code that brings the run up to date")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--dpi", type=int, default=110)
     parser.add_argument("--out", type=Path, default=OUT)
@@ -100,13 +105,23 @@ def main() -> None:
     config = directory / "config.yaml"
     if not config.exists():
         raise SystemExit(f"{config}: no config.yaml in the run's folder")
-    dirty = git("status", "--porcelain", "--", "workflow", "Snakefile", "config.yaml")
-    if dirty:
-        raise SystemExit(f"uncommitted changes; commit them first:\n{dirty}")
-    commit = git("rev-parse", "HEAD")
-    run = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-    run += ["--directory", str(directory), "--cores", str(args.cores), "figures"]
-    subprocess.run(run, check=True)
+    commit = git("rev-parse", args.commit)
+    with tempfile.TemporaryDirectory() as scratch:
+        checkout = REPO
+        if commit != git("rev-parse", "HEAD"):
+            checkout = Path(scratch) / "checkout"
+            git("worktree", "add", "--detach", str(checkout), commit)
+        else:
+            dirty = git("status", "--porcelain", "--", "workflow", "Snakefile", "config.yaml")
+            if dirty:
+                raise SystemExit(f"uncommitted changes; commit them first:\n{dirty}")
+        try:
+            run = [sys.executable, "-m", "snakemake", "--snakefile", str(checkout / "Snakefile")]
+            run += ["--directory", str(directory), "--cores", str(args.cores), "figures"]
+            subprocess.run(run, check=True)
+        finally:
+            if checkout != REPO:
+                git("worktree", "remove", "--force", str(checkout))
     sources = figure_sources(directory, yaml.safe_load(config.read_text()))
     rendered = {}
     for name, pdf in sources.items():

@@ -97,22 +97,23 @@ def build_results(root: Path) -> None:
         conditions = [("none", None, delta, low, high)]
         conditions += [("random", s, d, d - 1.0, d + 1.0) for s, d in enumerate(randoms)]
         for control, seed, d, lo, hi in conditions:
-            rows.append(
-                {
-                    "intervened": intervened,
-                    "evaluated": evaluated,
-                    "metric": "perplexity",
-                    "value": 20.0 + d,
-                    "baseline": 20.0,
-                    "delta": d,
-                    "control": control,
-                    "seed": seed,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "n_neurons": 3,
-                    "n_texts": 50,
-                }
-            )
+            for metric, scale in (("nll", 1.0), ("perplexity", 100.0)):  # the snippets: nll
+                rows.append(
+                    {
+                        "intervened": intervened,
+                        "evaluated": evaluated,
+                        "metric": metric,
+                        "value": 20.0 + d * scale,
+                        "baseline": 20.0,
+                        "delta": d * scale,
+                        "control": control,
+                        "seed": seed,
+                        "ci_low": lo * scale,
+                        "ci_high": hi * scale,
+                        "n_neurons": 3,
+                        "n_texts": 50,
+                    }
+                )
     write_parquet(pl.DataFrame(rows, schema=ABLATION_SCHEMA), evaluation / "lape.parquet")
 
     for k in range(2):

@@ -70,14 +70,15 @@ def test_every_method_on_the_embedded_models(tmp_path):
         assert ablation["value"].is_finite().all() and ablation["baseline"].is_finite().all()
         own = pl.col("intervened") == pl.col("evaluated")
         summary = (
-            ablation.group_by("control")
+            ablation.filter(pl.col("metric") == "nll")
+            .group_by("control")
             .agg(
                 diagonal=pl.col("delta").filter(own).mean(),
                 off_diagonal=pl.col("delta").filter(~own).mean(),
             )
             .sort("control")
         )
-        print(f"{model}: LAPE ablation, mean perplexity change\n{summary}")
+        print(f"{model}: LAPE ablation, mean ΔNLL per token\n{summary}")
     for model in config["chat_models"]:
         table = pl.read_parquet(tmp_path / f"results/neurons/{model}/refusal.parquet")
         chosen = table.filter("selected").select("group", "position", "layer", "score", "kl")

@@ -80,7 +80,9 @@ def test_lape_ablation_has_the_full_matrix_beside_random_controls(finished):
     lape = pl.read_parquet(finished / "results/neurons/tiny-llama/lape.parquet")
     intervened = sorted(lape["lang"].unique())
     assert sorted(frame["intervened"].unique()) == intervened
-    assert frame.height == len(intervened) * (1 + 3) * len(LANGS)  # itself and three seeds
+    # itself and three seeds, ΔNLL per token and Δppl
+    assert frame.height == len(intervened) * (1 + 3) * len(LANGS) * 2
+    assert frame["metric"].to_list()[:2] == ["nll", "perplexity"]
     assert sorted(frame["evaluated"].unique()) == sorted(LANGS)
     none = frame.filter(pl.col("control") == "none")
     assert none["seed"].null_count() == none.height
@@ -100,7 +102,7 @@ def test_overlap_sets_and_their_ablation(finished):
     same = overlap.filter(pl.col("lang_a") == pl.col("lang_b"))
     assert sizes == dict(same.select("lang_a", "n_a").iter_rows())
     frame = pl.read_parquet(finished / "results/evaluation/tiny-llama/overlap.parquet")
-    assert frame.height == len(LANGS) * (1 + 3) * len(LANGS)
+    assert frame.height == len(LANGS) * (1 + 3) * len(LANGS) * 2  # ΔNLL and Δppl
     per_set = dict(frame.group_by("intervened").agg(pl.col("n_neurons").unique()).iter_rows())
     assert per_set == {lang: [n] for lang, n in sizes.items()}
 

@@ -54,15 +54,15 @@ rule plot_lape_layers:
 # and columns are, the figure's title and its report category
 ABLATION_FIGURES = {
     "lape": {
-        "metric": "perplexity",
+        "metric": "nll",
         "group": "language (ISO 639-1)",
-        "title": "language-specific (LAPE) neurons off — change of perplexity",
+        "title": "language-specific (LAPE) neurons off — change of NLL per token",
         "category": "Language neurons",
     },
     "overlap": {
-        "metric": "perplexity",
+        "metric": "nll",
         "group": "language (ISO 639-1)",
-        "title": "language overlap neurons off — change of perplexity",
+        "title": "language overlap neurons off — change of NLL per token",
         "category": "Language neurons",
     },
     "bli": {

@@ -42,7 +42,7 @@ with script_log(snakemake.log[0]) as log:
     write_parquet(frame, snakemake.output[0])
     for row in summarize_ablation(frame).iter_rows(named=True):
         log.info(
-            "%s off (%s, %d neurons, %d seeds): mean Δppl own language %.4g, others %.4g",
+            "%s off (%s, %d neurons, %d seeds): mean ΔNLL/token own language %.4g, others %.4g",
             row["intervened"], row["control"], row["n_neurons"], row["n_seeds"],
             row["diagonal"] if row["diagonal"] is not None else float("nan"),
             row["off_diagonal"] if row["off_diagonal"] is not None else float("nan"),

@@ -21,6 +21,7 @@ from polyneuron.evaluate.interventions import (
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA, set_size
 from polyneuron.evaluate.perplexity import (
     ablation_matrix,
+    bootstrap_nll,
     bootstrap_perplexity,
     language_ablation_rows,
     perplexity,
@@ -166,23 +167,31 @@ def test_language_ablation_rows_on_hand_made_scores():
     ablated = {"fr": as_scores(fr_off, fr_tokens), "de": as_scores(de_off, de_tokens)}
     rows = language_ablation_rows("de", baseline, ablated, n_neurons=12, n_boot=200)
     assert rows.schema == pl.Schema(ABLATION_SCHEMA)
-    assert rows["evaluated"].to_list() == ["fr", "de"]  # the ablated scores' order
-    assert rows["intervened"].to_list() == ["de", "de"]
-    assert rows["metric"].to_list() == ["perplexity"] * 2
-    assert rows["control"].to_list() == ["none"] * 2 and rows["seed"].null_count() == 2
-    assert rows["n_neurons"].to_list() == [12, 12] and rows["n_texts"].to_list() == [25, 40]
-    de = rows.row(1, named=True)
-    assert de["value"] == perplexity(de_off, de_tokens)
-    assert de["baseline"] == perplexity(de_base, de_tokens)
-    assert de["delta"] == de["value"] - de["baseline"]
+    assert rows["evaluated"].to_list() == ["fr", "fr", "de", "de"]  # the ablated scores' order
+    assert rows["intervened"].to_list() == ["de"] * 4
+    assert rows["metric"].to_list() == ["nll", "perplexity"] * 2
+    assert rows["control"].to_list() == ["none"] * 4 and rows["seed"].null_count() == 4
+    assert rows["n_neurons"].to_list() == [12] * 4 and rows["n_texts"].to_list() == [25, 25, 40, 40]
+    nll, ppl = rows.row(2, named=True), rows.row(3, named=True)
+    assert ppl["value"] == perplexity(de_off, de_tokens)
+    assert ppl["baseline"] == perplexity(de_base, de_tokens)
+    assert ppl["delta"] == ppl["value"] - ppl["baseline"]
     want = bootstrap_perplexity(de_off, de_tokens, de_base, n_boot=200, seed=0)
-    assert (de["ci_low"], de["ci_high"]) == want[1:]
-    assert de["ci_low"] < de["delta"] < de["ci_high"]
+    assert (ppl["ci_low"], ppl["ci_high"]) == want[1:]
+    assert ppl["ci_low"] < ppl["delta"] < ppl["ci_high"]
+    assert nll["value"] == pytest.approx(math.log(ppl["value"]))
+    assert nll["baseline"] == pytest.approx(math.log(ppl["baseline"]))
+    assert nll["delta"] == pytest.approx(
+        sum(de_off) / sum(de_tokens) - sum(de_base) / sum(de_tokens)
+    )
+    want = bootstrap_nll(de_off, de_tokens, de_base, n_boot=200, seed=0)
+    assert (nll["ci_low"], nll["ci_high"]) == want[1:]
+    assert nll["ci_low"] < nll["delta"] < nll["ci_high"]
 
     control = language_ablation_rows(
         "de", baseline, ablated, 12, control="random", seed=7, n_boot=50
     )
-    assert control["control"].to_list() == ["random"] * 2 and control["seed"].to_list() == [7, 7]
+    assert control["control"].to_list() == ["random"] * 4 and control["seed"].to_list() == [7] * 4
     with pytest.raises(ValueError, match="seed"):
         language_ablation_rows("de", baseline, ablated, 12, control="random")
     with pytest.raises(ValueError, match="seed"):
@@ -271,8 +280,15 @@ def test_ablation_matrix_end_to_end(load):
         model, tokenizer, sets, texts, seeds=[3, 4], device=CPU, n_boot=100, batch_tokens=64
     )
     assert got.schema == pl.Schema(ABLATION_SCHEMA)
-    # two intervened languages (ru has no neurons) x (set + 2 seeds) x three evaluated
-    assert got.height == 2 * 3 * 3
+    # two intervened languages (ru has no neurons) x (set + 2 seeds) x three evaluated x
+    # two metrics: ΔNLL per token is the log of the perplexity ratio
+    assert got.height == 2 * 3 * 3 * 2
+    nll, ppl = got.filter(pl.col("metric") == "nll"), got.filter(pl.col("metric") == "perplexity")
+    assert nll["value"].to_numpy() == pytest.approx(np.log(ppl["value"].to_numpy()), rel=1e-9)
+    assert nll["delta"].to_numpy() == pytest.approx(
+        np.log(ppl["value"].to_numpy() / ppl["baseline"].to_numpy()), rel=1e-9
+    )
+    full, got = got, ppl
     assert got["intervened"].unique(maintain_order=True).to_list() == ["de", "fr"]
     assert got["evaluated"].to_list()[:3] == ["fr", "de", "ru"]
     first = got.filter(pl.col("intervened") == "de")
@@ -302,8 +318,23 @@ def test_ablation_matrix_end_to_end(load):
     again = ablation_matrix(
         model, tokenizer, sets, texts, seeds=[3, 4], device=CPU, n_boot=100, batch_tokens=64
     )
-    assert again.equals(got)
-    summary = summarize_ablation(got)
+    assert again.equals(full)
+    summary = summarize_ablation(full)
     assert summary.height == 4 and summary["n_seeds"].to_list() == [0, 2, 0, 2]
     empty = ablation_matrix(model, tokenizer, {"ru": {}}, texts, seeds=[0], device=CPU)
     assert empty.height == 0 and empty.schema == pl.Schema(ABLATION_SCHEMA)
+
+
+def test_the_summary_of_a_perplexity_table_averages_nll_changes_not_perplexity_changes():
+    rows = [  # de's set off: ΔNLL 0.1 on de and 0.2 on fr; Δppl huge on fr
+        ("de", "de", "nll", 0.1, "none", None),
+        ("de", "de", "perplexity", 3.0, "none", None),
+        ("de", "fr", "nll", 0.2, "none", None),
+        ("de", "fr", "perplexity", 1.0e5, "none", None),
+    ]
+    schema = ["intervened", "evaluated", "metric", "delta", "control", "seed"]
+    frame = pl.DataFrame(rows, schema=schema, orient="row").with_columns(
+        n_neurons=pl.lit(6, pl.Int64), seed=pl.col("seed").cast(pl.Int64)
+    )
+    (row,) = summarize_ablation(frame).rows(named=True)
+    assert row["diagonal"] == pytest.approx(0.1) and row["off_diagonal"] == pytest.approx(0.2)

@@ -4,16 +4,19 @@
   the number of tokens predicted (every token after the first, under the model's own
   tokenizer with its special tokens, as :func:`polyneuron.model.extract.encode` adds them). It runs
   a plain forward pass, so whatever intervention hooks are open apply;
-- :func:`perplexity` is the corpus-level, token-weighted perplexity of such scores and
-  :func:`bootstrap_perplexity` its percentile-bootstrap interval over texts, or that of the
-  change from a baseline on the same resampled texts;
+- :func:`mean_nll` is the corpus-level, token-weighted mean NLL per token of such scores (what
+  LAPE's reference reports) and :func:`perplexity` its exponential; :func:`bootstrap_nll` and
+  :func:`bootstrap_perplexity` give their percentile-bootstrap intervals over texts, or those
+  of the change from a baseline on the same resampled texts;
 - :func:`ablation_matrix` switches language-specific (LAPE) neuron sets off one language at a
   time, evaluates every language's texts, and does the same with random sets of the same
   per-layer sizes (:func:`polyneuron.evaluate.interventions.random_control`) over several seeds
   (:func:`polyneuron.evaluate.matrix.intervention_matrix`); its rows, assembled by
-  :func:`language_ablation_rows`, follow :data:`polyneuron.evaluate.matrix.ABLATION_SCHEMA`;
+  :func:`language_ablation_rows`, follow :data:`polyneuron.evaluate.matrix.ABLATION_SCHEMA`,
+  two per evaluated language: metric ``nll`` (mean NLL per token; its ``delta`` is ΔNLL, the
+  change that averages across languages) and ``perplexity`` (Δppl, for reading);
 - :func:`summarize_ablation` condenses them: per intervened language and condition, the mean
-  change of perplexity on its own language and on the others.
+  change (ΔNLL for these tables) on its own language and on the others.
 """
 
 from __future__ import annotations
@@ -42,9 +45,11 @@ from polyneuron.model.batches import Encoded, collate, encode, pad_token_id, pla
 __all__ = [
     "TextNll",
     "ablation_matrix",
+    "bootstrap_nll",
     "bootstrap_perplexity",
     "encoded_nll",
     "language_ablation_rows",
+    "mean_nll",
     "perplexity",
     "summarize_ablation",
     "text_nll",
@@ -113,16 +118,69 @@ def text_nll(
     )
 
 
+def mean_nll(
+    nll_sum: torch.Tensor | np.ndarray | Sequence[float],
+    n_tokens: torch.Tensor | np.ndarray | Sequence[float],
+) -> float:
+    """Corpus-level mean NLL per token ``Σ nll / Σ tokens`` (token-weighted); NaN without
+    tokens."""
+    nll, tokens = _as_numpy(nll_sum), _as_numpy(n_tokens)
+    if nll.shape != tokens.shape:
+        raise ValueError(f"{nll.size} NLL sums but {tokens.size} token counts")
+    total = tokens.sum()
+    return float(nll.sum() / total) if total > 0 else float("nan")
+
+
 def perplexity(
     nll_sum: torch.Tensor | np.ndarray | Sequence[float],
     n_tokens: torch.Tensor | np.ndarray | Sequence[float],
 ) -> float:
     """Corpus-level perplexity ``exp(Σ nll / Σ tokens)`` (token-weighted); NaN without tokens."""
+    value = mean_nll(nll_sum, n_tokens)
+    return math.exp(value) if not math.isnan(value) else value
+
+
+def _bootstrap_corpus(
+    nll_sum, n_tokens, baseline_nll, n_boot: int, seed: int, alpha: float, exp: bool
+) -> tuple[float, float, float]:
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     nll, tokens = _as_numpy(nll_sum), _as_numpy(n_tokens)
     if nll.shape != tokens.shape:
         raise ValueError(f"{nll.size} NLL sums but {tokens.size} token counts")
-    total = tokens.sum()
-    return math.exp(nll.sum() / total) if total > 0 else float("nan")
+    base = None if baseline_nll is None else _as_numpy(baseline_nll)
+    if base is not None and base.shape != nll.shape:
+        raise ValueError(f"{nll.size} NLL sums but {base.size} baseline NLL sums")
+    n = nll.size
+    if n == 0:
+        return (float("nan"), float("nan"), float("nan"))
+    statistic = perplexity if exp else mean_nll
+
+    def corpus(nll_total: np.ndarray, token_total: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_token = np.where(token_total > 0, nll_total / token_total, np.nan)
+            return np.exp(per_token) if exp else per_token
+
+    value = statistic(nll, tokens)
+    if base is not None:
+        value -= statistic(base, tokens)
+    rng = np.random.default_rng(seed)
+    block = max(1, bootstrap._BLOCK_ELEMENTS // n)  # the one block size, bootstrap's
+    boot = np.empty(n_boot)
+    for start in range(0, n_boot, block):
+        stop = min(n_boot, start + block)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        token_total = tokens[idx].sum(axis=1)
+        boot[start:stop] = corpus(nll[idx].sum(axis=1), token_total)
+        if base is not None:
+            boot[start:stop] -= corpus(base[idx].sum(axis=1), token_total)
+    boot = boot[~np.isnan(boot)]
+    if boot.size == 0:
+        return (value, float("nan"), float("nan"))
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return (value, float(low), float(high))
 
 
 def bootstrap_perplexity(
@@ -142,42 +200,21 @@ def bootstrap_perplexity(
     NLL and tokens, the baseline's on the same texts. The value is that of all texts; low and
     high are the ``alpha/2`` and ``1 - alpha/2`` quantiles of the resampled values (resamples
     without tokens left out). No texts give NaNs."""
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be positive, got {n_boot}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    nll, tokens = _as_numpy(nll_sum), _as_numpy(n_tokens)
-    if nll.shape != tokens.shape:
-        raise ValueError(f"{nll.size} NLL sums but {tokens.size} token counts")
-    base = None if baseline_nll is None else _as_numpy(baseline_nll)
-    if base is not None and base.shape != nll.shape:
-        raise ValueError(f"{nll.size} NLL sums but {base.size} baseline NLL sums")
-    n = nll.size
-    if n == 0:
-        return (float("nan"), float("nan"), float("nan"))
+    return _bootstrap_corpus(nll_sum, n_tokens, baseline_nll, n_boot, seed, alpha, exp=True)
 
-    def ppl(nll_total: np.ndarray, token_total: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(token_total > 0, np.exp(nll_total / token_total), np.nan)
 
-    value = perplexity(nll, tokens)
-    if base is not None:
-        value -= perplexity(base, tokens)
-    rng = np.random.default_rng(seed)
-    block = max(1, bootstrap._BLOCK_ELEMENTS // n)  # the one block size, bootstrap's
-    boot = np.empty(n_boot)
-    for start in range(0, n_boot, block):
-        stop = min(n_boot, start + block)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        token_total = tokens[idx].sum(axis=1)
-        boot[start:stop] = ppl(nll[idx].sum(axis=1), token_total)
-        if base is not None:
-            boot[start:stop] -= ppl(base[idx].sum(axis=1), token_total)
-    boot = boot[~np.isnan(boot)]
-    if boot.size == 0:
-        return (value, float("nan"), float("nan"))
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return (value, float(low), float(high))
+def bootstrap_nll(
+    nll_sum: torch.Tensor | np.ndarray | Sequence[float],
+    n_tokens: torch.Tensor | np.ndarray | Sequence[float],
+    baseline_nll: torch.Tensor | np.ndarray | Sequence[float] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float, float]:
+    """:func:`bootstrap_perplexity` of the mean NLL per token (:func:`mean_nll`): the value or
+    its change ΔNLL, with the interval from the same resamples (the same ``seed`` draws the
+    same texts)."""
+    return _bootstrap_corpus(nll_sum, n_tokens, baseline_nll, n_boot, seed, alpha, exp=False)
 
 
 def language_ablation_rows(
@@ -192,9 +229,10 @@ def language_ablation_rows(
     alpha: float = 0.05,
 ) -> pl.DataFrame:
     """The :data:`ABLATION_SCHEMA` rows of one intervention (``intervened``'s set, or a random
-    control set of ``n_neurons`` with ``seed``): one per evaluated language of ``ablated``
+    control set of ``n_neurons`` with ``seed``): two per evaluated language of ``ablated``
     (evaluated -> per-text NLL and tokens with the set off), in its order, against the same
-    texts' ``baseline`` scores. The interval is :func:`bootstrap_perplexity`'s of the change."""
+    texts' ``baseline`` scores: metric ``nll`` (mean NLL per token, interval
+    :func:`bootstrap_nll`'s of ΔNLL), then ``perplexity`` (:func:`bootstrap_perplexity`'s)."""
     _check_control(control, seed)
     rows = []
     for evaluated, (nll, tokens) in ablated.items():
@@ -206,27 +244,31 @@ def language_ablation_rows(
                 f"{evaluated}: the ablated and baseline scores are not of the same texts "
                 "(their token counts differ)"
             )
-        value = perplexity(nll, tokens)
-        reference = perplexity(base_nll, base_tokens)
-        _, low, high = bootstrap_perplexity(
-            nll, tokens, base_nll, n_boot=n_boot, seed=boot_seed, alpha=alpha
-        )
-        rows.append(
-            {
-                "intervened": intervened,
-                "evaluated": evaluated,
-                "metric": "perplexity",
-                "value": value,
-                "baseline": reference,
-                "delta": value - reference,
-                "control": control,
-                "seed": seed,
-                "ci_low": low,
-                "ci_high": high,
-                "n_neurons": int(n_neurons),
-                "n_texts": len(_as_numpy(tokens)),
-            }
-        )
+        for metric, statistic, interval in (
+            ("nll", mean_nll, bootstrap_nll),
+            ("perplexity", perplexity, bootstrap_perplexity),
+        ):
+            value = statistic(nll, tokens)
+            reference = statistic(base_nll, base_tokens)
+            _, low, high = interval(
+                nll, tokens, base_nll, n_boot=n_boot, seed=boot_seed, alpha=alpha
+            )
+            rows.append(
+                {
+                    "intervened": intervened,
+                    "evaluated": evaluated,
+                    "metric": metric,
+                    "value": value,
+                    "baseline": reference,
+                    "delta": value - reference,
+                    "control": control,
+                    "seed": seed,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n_neurons": int(n_neurons),
+                    "n_texts": len(_as_numpy(tokens)),
+                }
+            )
     return pl.DataFrame(rows, schema=ABLATION_SCHEMA, orient="row")
 
 
@@ -280,9 +322,13 @@ def ablation_matrix(
 
 
 def summarize_ablation(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per intervened language and control: the mean change of perplexity on the language
-    itself (``diagonal``; null when it was not evaluated) and on the other languages
-    (``off_diagonal``; random controls: averaged over seeds), the seeds and the neurons."""
+    """Per intervened language and control: the mean change on the language itself
+    (``diagonal``; null when it was not evaluated) and on the other languages (``off_diagonal``;
+    random controls: averaged over seeds), the seeds and the neurons. Of a perplexity table
+    only its ``nll`` rows count (mean ΔNLL: raw perplexity changes, averaged, let one exponent
+    drown the rest)."""
+    if "metric" in frame.columns and (frame["metric"] == "nll").any():
+        frame = frame.filter(pl.col("metric") == "nll")
     return (
         frame.with_columns(own=pl.col("evaluated") == pl.col("intervened"))
         .group_by("intervened", "control", maintain_order=True)

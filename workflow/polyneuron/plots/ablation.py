@@ -22,6 +22,9 @@ import polars as pl
 from polyneuron import PolyneuronError
 from polyneuron.plots.common import centred_norm, matrix_panel, save_figure
 
+#: how a metric reads on a colour bar (others as they are named)
+METRIC_LABELS = {"nll": "NLL per token (nats)", "p_at_1": "P@1"}
+
 #: the columns every ablation table has that are measurements, not keys
 _MEASURES = ("value", "baseline", "delta", "ci_low", "ci_high", "n_neurons", "n_texts")
 
@@ -160,7 +163,11 @@ def plot_ablation_matrix(
             f"evaluated {group}",
         )
     axes[1].set_ylabel("")
-    fig.colorbar(image, ax=list(axes), label=f"Δ {metric} (neurons off − plain model)")
+    fig.colorbar(
+        image,
+        ax=list(axes),
+        label=f"Δ {METRIC_LABELS.get(metric, metric)} (neurons off − plain model)",
+    )
     fig.suptitle(f"{model}: {title}")
     save_figure(fig, path)
     return fig
