@@ -41,6 +41,7 @@ rule score_overlap:
         languages=LANGS,
         shards=SHARDS,
         percentile=config["overlap"]["percentile"],
+        ties=config["overlap"]["ties"],
         code=code_hash("score_overlap"),
     script:
         "../scripts/score_overlap.py"
