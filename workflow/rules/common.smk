@@ -384,6 +384,19 @@ def model_job(tokens=None, probe=None, backward=False):
 
 
 EVALUATION = config["evaluation"]
+# the activation statistics that matched controls and mean-ablation read (every language)
+LEVEL_SHARDS = expand(
+    "results/activations/{{model}}/{probe}/{lang}/part-{k}.parquet",
+    probe=config["lape"]["probe"],
+    lang=LANGS,
+    k=range(SHARDS),
+)
+CONTROL_PARAMS = dict(
+    level_languages=LANGS,
+    level_shards=SHARDS,
+    control=ABLATION["control"],
+    control_bins=ABLATION["control_bins"],
+)
 SEEDS = len(ABLATION["seeds"])
 OVERLAP_ABLATION_LANGS = EVALUATION["overlap"]["languages"] or ABLATION_LANGS
 BLI = EVALUATION["bli"]

@@ -7,6 +7,7 @@ rule evaluate_lape:
     input:
         model="resources/models/{model}",
         neurons="results/neurons/{model}/lape.parquet",
+        levels=LEVEL_SHARDS,
         texts=expand("results/probes/flores/{lang}.parquet", lang=ABLATION_LANGS),
     output:
         "results/evaluation/{model}/lape.parquet",
@@ -20,6 +21,7 @@ rule evaluate_lape:
     resources:
         **model_job(BUDGETS["evaluate_lape"]),
     params:
+        **CONTROL_PARAMS,
         model=model_params,
         languages=ABLATION_LANGS,
         split=ABLATION["split"],
@@ -38,6 +40,7 @@ use rule evaluate_lape as evaluate_overlap with:
     input:
         model="resources/models/{model}",
         neurons="results/neurons/{model}/overlap_sets.parquet",
+        levels=LEVEL_SHARDS,
         texts=expand(
             "results/probes/flores/{lang}.parquet", lang=OVERLAP_ABLATION_LANGS
         ),
@@ -50,6 +53,7 @@ use rule evaluate_lape as evaluate_overlap with:
     resources:
         **model_job(BUDGETS["evaluate_overlap"]),
     params:
+        **CONTROL_PARAMS,
         model=model_params,
         languages=OVERLAP_ABLATION_LANGS,
         split=ABLATION["split"],
@@ -66,6 +70,7 @@ rule evaluate_bli:
     input:
         model="resources/models/{model}",
         neurons="results/neurons/{model}/lape.parquet",
+        levels=LEVEL_SHARDS,
         dictionaries=lambda wc: [
             muse_dictionaries(Namespace(lang=lang))[lang] for lang in BLI_LANGS
         ],
@@ -94,6 +99,7 @@ rule evaluate_bli:
     resources:
         **model_job(BUDGETS["evaluate_bli"]),
     params:
+        **CONTROL_PARAMS,
         model=model_params,
         languages=BLI_LANGS,
         pivot=MUSE["pivot"],
@@ -121,6 +127,7 @@ rule evaluate_values:
     input:
         model="resources/models/{model}",
         neurons="results/neurons/{model}/values.parquet",
+        levels=LEVEL_SHARDS,
         probes=expand("results/probes/values/{lang}.parquet", lang=VALUE_EVAL_LANGS),
     output:
         "results/evaluation/{model}/values.parquet",
@@ -134,6 +141,7 @@ rule evaluate_values:
     resources:
         **model_job(BUDGETS["evaluate_values"]),
     params:
+        **CONTROL_PARAMS,
         model=model_params,
         languages=VALUE_EVAL_LANGS,
         max_questions=EVALUATION["values"]["max_questions"],
@@ -151,6 +159,7 @@ rule evaluate_tasks:
     input:
         model="resources/models/{model}",
         neurons="results/neurons/{model}/tasks.parquet",
+        levels=LEVEL_SHARDS,
         probes=expand("results/probes/tasks/{task}.parquet", task=TASKS["names"]),
     output:
         "results/evaluation/{model}/tasks.parquet",
@@ -164,6 +173,7 @@ rule evaluate_tasks:
     resources:
         **model_job(BUDGETS["evaluate_tasks"]),
     params:
+        **CONTROL_PARAMS,
         model=model_params,
         tasks=TASKS["names"],
         max_examples=EVALUATION["tasks"]["max_examples"],
@@ -181,6 +191,7 @@ rule evaluate_relations:
     input:
         model="resources/models/{model}",
         neurons="results/neurons/{model}/relations.parquet",
+        levels=LEVEL_SHARDS,
         probes=expand(
             "results/probes/relations/{lang}.parquet",
             lang=EVALUATION["relations"]["languages"],
@@ -197,6 +208,7 @@ rule evaluate_relations:
     resources:
         **model_job(BUDGETS["evaluate_relations"]),
     params:
+        **CONTROL_PARAMS,
         model=model_params,
         languages=EVALUATION["relations"]["languages"],
         fractions=EVALUATION["relations"]["fractions"],

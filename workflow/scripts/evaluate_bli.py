@@ -7,6 +7,7 @@ import polars as pl
 
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.bli import BliItems, bli_matrix, bridge_sets, dictionary_tests
+from polyneuron.evaluate.controls import load_controls
 from polyneuron.evaluate.interventions import neuron_set_from_frame
 from polyneuron.evaluate.perplexity import summarize_ablation
 from polyneuron.io import write_parquet
@@ -16,8 +17,8 @@ from polyneuron.neurons.stats import load_act_prob
 
 with script_log(snakemake.log[0]) as log:
     p, wc, inp = snakemake.params, snakemake.wildcards, snakemake.input
-    if p.mode not in ("zero", "scale"):
-        raise PolyneuronError(f"ablation mode {p.mode!r}: BLI supports 'zero' and 'scale'")
+    controls = load_controls(snakemake.input.levels, p.level_languages, p.level_shards,
+                             p.control, p.control_bins, p.mode)  # fmt: skip
     items = {}
     for lang, path in zip(p.languages, inp.dictionaries, strict=True):
         test, malformed = dictionary_tests(
@@ -48,6 +49,7 @@ with script_log(snakemake.log[0]) as log:
     frame = bli_matrix(
         model, tokenizer, sets, items, p.seeds, device, mode=p.mode, factor=p.factor,
         max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, desc=f"{wc.model} BLI",
+        controls=controls,
     )  # fmt: skip
     write_parquet(frame, snakemake.output[0])
     for row in summarize_ablation(frame).iter_rows(named=True):

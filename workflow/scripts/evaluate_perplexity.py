@@ -5,7 +5,7 @@ and with random sets of the same per-layer sizes over several seeds
 
 import polars as pl
 
-from polyneuron import PolyneuronError
+from polyneuron.evaluate.controls import load_controls
 from polyneuron.evaluate.interventions import neuron_set_from_frame
 from polyneuron.evaluate.perplexity import ablation_matrix, summarize_ablation
 from polyneuron.io import write_parquet
@@ -15,11 +15,8 @@ from polyneuron.model.load import load_job_model
 
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
-    if p.mode not in ("zero", "scale"):
-        raise PolyneuronError(
-            f"ablation mode {p.mode!r}: only 'zero' and 'scale' (with factor) are supported "
-            "here; 'mean' needs per-neuron mean activations, which this rule does not read"
-        )
+    controls = load_controls(snakemake.input.levels, p.level_languages, p.level_shards,
+                             p.control, p.control_bins, p.mode)  # fmt: skip
     table = pl.read_parquet(snakemake.input.neurons)
     sets = {
         lang: neuron_set_from_frame(table.filter(pl.col("lang") == lang)) for lang in p.languages
@@ -37,7 +34,7 @@ with script_log(snakemake.log[0]) as log:
     frame = ablation_matrix(
         model, tokenizer, {lang: s for lang, s in sets.items() if s}, texts, p.seeds, device,
         mode=p.mode, factor=p.factor, batch_tokens=p.batch_tokens,
-        max_batch_size=p.max_batch_size, desc=f"{wc.model} ablation",
+        max_batch_size=p.max_batch_size, desc=f"{wc.model} ablation", controls=controls,
     )  # fmt: skip
     write_parquet(frame, snakemake.output[0])
     for row in summarize_ablation(frame).iter_rows(named=True):

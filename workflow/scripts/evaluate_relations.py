@@ -5,6 +5,7 @@ same per-layer sizes over several seeds (polyneuron.evaluate.relations.RELATION_
 
 import polars as pl
 
+from polyneuron.evaluate.controls import load_controls
 from polyneuron.evaluate.matrix import summarize
 from polyneuron.evaluate.relations import relation_matrix
 from polyneuron.io import write_parquet
@@ -16,6 +17,8 @@ from polyneuron.model.load import load_job_model
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
     neurons = pl.read_parquet(snakemake.input.neurons)
+    controls = load_controls(snakemake.input.levels, p.level_languages, p.level_shards,
+                             p.control, p.control_bins, p.mode)  # fmt: skip
     model, tokenizer, device = load_job_model(
         wc.model, snakemake.input.model, p.model, snakemake.threads
     )
@@ -33,7 +36,7 @@ with script_log(snakemake.log[0]) as log:
             model, tokenizer, sets, prompts, lang, p.fractions, p.answer_prefix, p.seeds,
             pad_token_id(tokenizer), device, mode=p.mode, factor=p.factor,
             batch_tokens=p.batch_tokens, max_batch_size=p.max_batch_size,
-            desc=f"{wc.model} relations {lang}",
+            desc=f"{wc.model} relations {lang}", controls=controls,
         ))  # fmt: skip
     frame = pl.concat(frames)
     write_parquet(frame, snakemake.output[0])

@@ -5,6 +5,7 @@ of specialisation and generalisation (polyneuron.evaluate.matrix.ABLATION_SCHEMA
 
 import polars as pl
 
+from polyneuron.evaluate.controls import load_controls
 from polyneuron.evaluate.interventions import neuron_set_from_frame
 from polyneuron.evaluate.matrix import summarize
 from polyneuron.evaluate.tasks import task_matrix
@@ -17,6 +18,8 @@ from polyneuron.model.load import load_job_model
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
     neurons = pl.read_parquet(snakemake.input.neurons)
+    controls = load_controls(snakemake.input.levels, p.level_languages, p.level_shards,
+                             p.control, p.control_bins, p.mode)  # fmt: skip
     examples = {}
     for task, path in zip(p.tasks, snakemake.input.probes, strict=True):
         rows = read_split(path, "test").slice(0, p.max_examples)
@@ -28,7 +31,7 @@ with script_log(snakemake.log[0]) as log:
     frame = task_matrix(
         model, tokenizer, sets, examples, p.seeds, pad_token_id(tokenizer), device,
         mode=p.mode, factor=p.factor, batch_tokens=p.batch_tokens,
-        max_batch_size=p.max_batch_size, desc=f"{wc.model} tasks",
+        max_batch_size=p.max_batch_size, desc=f"{wc.model} tasks", controls=controls,
     )  # fmt: skip
     write_parquet(frame, snakemake.output[0])
     for row in summarize(frame).iter_rows(named=True):

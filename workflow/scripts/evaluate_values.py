@@ -5,6 +5,7 @@ sizes over several seeds (polyneuron.evaluate.values.VALUE_SCHEMA)."""
 
 import polars as pl
 
+from polyneuron.evaluate.controls import load_controls
 from polyneuron.evaluate.interventions import neuron_set_from_frame
 from polyneuron.evaluate.matrix import summarize
 from polyneuron.evaluate.values import value_matrix
@@ -17,6 +18,8 @@ from polyneuron.probes.values import VALUES
 with script_log(snakemake.log[0]) as log:
     p, wc = snakemake.params, snakemake.wildcards
     neurons = pl.read_parquet(snakemake.input.neurons)
+    controls = load_controls(snakemake.input.levels, p.level_languages, p.level_shards,
+                             p.control, p.control_bins, p.mode)  # fmt: skip
     model, tokenizer, device = load_job_model(
         wc.model, snakemake.input.model, p.model, snakemake.threads
     )
@@ -38,6 +41,7 @@ with script_log(snakemake.log[0]) as log:
             model, tokenizer, sets, questions, lang, p.seeds, pad_token_id(tokenizer), device,
             mode=p.mode, factor=p.factor, batch_tokens=p.batch_tokens,
             max_batch_size=p.max_batch_size, desc=f"{wc.model} values {lang}",
+            controls=controls,
         ))  # fmt: skip
     frame = pl.concat(frames)
     write_parquet(frame, snakemake.output[0])

@@ -53,7 +53,7 @@ def test_ablation_matrices_filter_extra_columns_and_refuse_to_mix_them():
 def test_ablation_matrices_spread_a_random_control_without_intervened_group_over_its_column():
     table = ablation_table(["en", "de"], ["en", "de"]).filter(pl.col("control") == "none")
     shared = pl.DataFrame(
-        [(None, b, "perplexity", 6.0, 5.0, d, "random", s, d - 1, d + 1, None, 10)
+        [(None, b, "perplexity", 6.0, 5.0, d, "random", s, "uniform", d - 1, d + 1, None, 10)
          for b, d in (("en", 0.4), ("de", -0.2)) for s in (0, 1)],
         schema=ABLATION_SCHEMA,
         orient="row",

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from polyneuron import PolyneuronError
+from polyneuron.evaluate.controls import Controls
 from polyneuron.evaluate.interventions import NeuronSet
 from polyneuron.evaluate.matrix import intervention_matrix, mean_metric_rows
 from polyneuron.model.batches import pad_token_id
@@ -298,6 +299,7 @@ def bli_matrix(
     boot_seed: int = 0,
     alpha: float = 0.05,
     desc: str = "bli",
+    controls: Controls | None = None,
 ) -> pl.DataFrame:
     """P@1 (metric ``p_at_1``) of every language's ``items``, plain and with each set of
     ``sets`` off and its random controls per seed (:func:`polyneuron.evaluate.matrix.
@@ -313,7 +315,9 @@ def bli_matrix(
             n_boot=n_boot, boot_seed=boot_seed, alpha=alpha,
         )  # fmt: skip
 
-    return intervention_matrix(model, sets, evaluate, rows, seeds, mode, factor, desc=desc)
+    return intervention_matrix(
+        model, sets, evaluate, rows, seeds, mode, factor, desc=desc, controls=controls
+    )
 
 
 # --------------------------------------------------------------------------- bridges

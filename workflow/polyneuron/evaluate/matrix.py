@@ -24,7 +24,8 @@ from torch import nn
 from tqdm import tqdm
 
 from polyneuron.evaluate.bootstrap import _as_numpy, paired_delta_ci
-from polyneuron.evaluate.interventions import NeuronSet, deactivate_neurons, random_control
+from polyneuron.evaluate.controls import Controls
+from polyneuron.evaluate.interventions import NeuronSet, deactivate_neurons
 from polyneuron.model.adapters import neurons_per_layer
 
 __all__ = [
@@ -49,6 +50,10 @@ ABLATION_SCHEMA: dict[str, pl.DataType] = {
     "delta": pl.Float64(),  # value - baseline
     "control": pl.String(),  # "none": the language's own set; "random": a random control set
     "seed": pl.Int64(),  # the random control's seed; null for control "none"
+    # how a random neuron control was drawn: "matched" (same layer and activation-level bin)
+    # or "uniform" (same layer); null for control "none" and for controls that are not
+    # neuron sets (random directions, other facts' outputs)
+    "control_draw": pl.String(),
     "ci_low": pl.Float64(),  # percentile-bootstrap interval of delta over texts
     "ci_high": pl.Float64(),
     "n_neurons": pl.Int64(),  # neurons switched off
@@ -152,18 +157,22 @@ def intervention_matrix(
     means: Mapping[int, torch.Tensor] | None = None,
     desc: str = "ablation",
     progress: tqdm | None = None,
+    controls: Controls | None = None,
 ) -> pl.DataFrame:
     """Run ``evaluate()`` (every evaluated key's scores) once on the plain model, then with
     each set of ``sets`` switched off (``mode`` and ``factor``/``means`` as
-    :func:`polyneuron.evaluate.interventions.deactivate_neurons` takes them) and with a random
-    control
-    per seed: as many neurons per layer, drawn from outside the set
-    (:func:`polyneuron.evaluate.interventions.random_control`). ``rows`` turns each intervention's
-    scores into rows against the baseline's.
+    :func:`polyneuron.evaluate.interventions.deactivate_neurons` takes them; ``controls.means``
+    when given) and with a random control per seed, drawn from outside the set as ``controls``
+    says (:class:`polyneuron.evaluate.controls.Controls`: ``matched`` on layer and activation
+    level, or ``uniform`` within the layer, the default without ``controls``). ``rows`` turns
+    each intervention's scores into rows against the baseline's; the column ``control_draw``
+    says how each control was drawn.
 
     A set without neurons is logged and skipped. Rows are ordered by intervened set (``sets``'
     order) and condition (the set, then the seeds in order). ``progress``, when given, is
     updated by one per evaluation (else a bar of its own counts them)."""
+    controls = controls or Controls()
+    means = controls.means if controls.means is not None else means
     width = neurons_per_layer(model.config)
     active = {name: s for name, s in sets.items() if set_size(s) > 0}
     for name in sets:
@@ -180,14 +189,16 @@ def intervention_matrix(
             bar.update(1)
         for name, neurons in active.items():
             conditions: list[tuple[str, int | None, NeuronSet]] = [("none", None, neurons)]
-            conditions += [("random", s, random_control(neurons, width, s)) for s in seeds]
+            conditions += [("random", s, controls.draw_for(neurons, width, s)) for s in seeds]
             for control, seed, chosen in conditions:
                 bar.set_postfix_str(f"{name} {control}{'' if seed is None else f' {seed}'}")
                 with deactivate_neurons(model, chosen, mode, factor=factor, means=means):
                     scored = evaluate()
                 if progress is None:
                     bar.update(1)
-                frames.append(rows(name, baseline, scored, set_size(chosen), control, seed))
+                frame = rows(name, baseline, scored, set_size(chosen), control, seed)
+                draw = controls.draw if control == "random" else None
+                frames.append(frame.with_columns(control_draw=pl.lit(draw, pl.String)))
     if not frames:
         return pl.DataFrame(schema=ABLATION_SCHEMA)
     return pl.concat(frames)

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from polyneuron.evaluate import bootstrap
 from polyneuron.evaluate.bootstrap import _as_numpy
+from polyneuron.evaluate.controls import Controls
 from polyneuron.evaluate.interventions import NeuronSet
 from polyneuron.evaluate.matrix import (
     ABLATION_SCHEMA,
@@ -288,6 +289,7 @@ def ablation_matrix(
     boot_seed: int = 0,
     alpha: float = 0.05,
     desc: str = "ablation",
+    controls: Controls | None = None,
 ) -> pl.DataFrame:
     """Perplexity of every language's ``texts`` with each language's neuron set off, and with
     random control sets per seed (:func:`intervention_matrix`).
@@ -317,7 +319,17 @@ def ablation_matrix(
             )  # fmt: skip
 
         return intervention_matrix(
-            model, sets, score_all, rows, seeds, mode, factor, means, desc, progress=bar
+            model,
+            sets,
+            score_all,
+            rows,
+            seeds,
+            mode,
+            factor,
+            means,
+            desc,
+            progress=bar,
+            controls=controls,
         )
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from polyneuron import PolyneuronError
+from polyneuron.evaluate.controls import Controls
 from polyneuron.evaluate.interventions import NeuronSet, neuron_set_from_frame
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA
 from polyneuron.evaluate.scoring import (
@@ -121,6 +122,7 @@ def relation_matrix(
     max_batch_size: int = 64,
     n_boot: int = 1000,
     desc: str = "relations",
+    controls: Controls | None = None,
 ) -> pl.DataFrame:
     """Prefix ``accuracy`` of every relation's cloze prompts (relation -> (prompts, accepted
     answers)) of language ``lang``, plain and, per fraction, with the top ``fraction`` of each
@@ -140,7 +142,7 @@ def relation_matrix(
             model, sets, encoded, candidates, keys,
             lambda scores: {"accuracy": prefix_hits(scores, gold)},
             seeds, pad_id, device, mode, factor, batch_tokens, max_batch_size, n_boot,
-            f"{desc} top {fraction:g}",
+            f"{desc} top {fraction:g}", controls,
         )  # fmt: skip
         frames.append(frame.with_columns(lang=pl.lit(lang), fraction=pl.lit(float(fraction))))
     if not frames:

@@ -20,6 +20,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from polyneuron.evaluate.controls import Controls
 from polyneuron.evaluate.interventions import NeuronSet
 from polyneuron.evaluate.matrix import intervention_matrix, mean_metric_rows
 from polyneuron.model.adapters import decoder_body, logit_rows, unembed
@@ -128,6 +129,7 @@ def _matrix(
     max_batch_size: int,
     n_boot: int,
     desc: str,
+    controls: Controls | None = None,
 ) -> pl.DataFrame:
     """Every example scored in one pass per intervention; each metric's values split by the
     examples' evaluated ``keys`` (first-seen order) into rows, metrics in the order
@@ -153,7 +155,9 @@ def _matrix(
             frames.append(frame)
         return pl.concat(frames)
 
-    return intervention_matrix(model, sets, evaluate, rows, seeds, mode, factor, desc=desc)
+    return intervention_matrix(
+        model, sets, evaluate, rows, seeds, mode, factor, desc=desc, controls=controls
+    )
 
 
 _T = TypeVar("_T")

@@ -17,6 +17,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from polyneuron.evaluate.controls import Controls
 from polyneuron.evaluate.interventions import NeuronSet
 from polyneuron.evaluate.scoring import NextTokens, _flatten, _matrix
 from polyneuron.model.batches import Encoded
@@ -79,6 +80,7 @@ def task_matrix(
     max_batch_size: int = 64,
     n_boot: int = 1000,
     desc: str = "tasks",
+    controls: Controls | None = None,
 ) -> pl.DataFrame:
     """``loss`` and ``accuracy`` of every task's examples (task -> (prompts, targets)), plain
     and with each task's set off and its random controls: :data:`ABLATION_SCHEMA` rows."""
@@ -92,4 +94,5 @@ def task_matrix(
     return _matrix(
         model, sets, encoded, candidates, keys, metrics,
         seeds, pad_id, device, mode, factor, batch_tokens, max_batch_size, n_boot, desc,
+        controls,
     )  # fmt: skip

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from polyneuron import PolyneuronError
+from polyneuron.evaluate.controls import Controls
 from polyneuron.evaluate.interventions import NeuronSet
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA
 from polyneuron.evaluate.scoring import (
@@ -139,6 +140,7 @@ def value_matrix(
     max_batch_size: int = 64,
     n_boot: int = 1000,
     desc: str = "values",
+    controls: Controls | None = None,
 ) -> pl.DataFrame:
     """``p_supported`` of every value's questions (value -> (prompts, targets ``a``/``b``)) of
     language ``lang``, plain and with each value's set off and its random controls:
@@ -149,5 +151,6 @@ def value_matrix(
         model, sets, encoded, candidates, keys,
         lambda scores: {"p_supported": option_probability(scores, targets)},
         seeds, pad_id, device, mode, factor, batch_tokens, max_batch_size, n_boot, desc,
+        controls,
     )  # fmt: skip
     return frame.with_columns(lang=pl.lit(lang, pl.String())).cast(VALUE_SCHEMA)

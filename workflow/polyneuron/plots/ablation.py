@@ -32,7 +32,7 @@ _MEASURES = ("value", "baseline", "delta", "ci_low", "ci_high", "n_neurons", "n_
 def key_columns(table: pl.DataFrame) -> list[str]:
     """What identifies a row besides its control and seed: intervened, evaluated, metric and
     any extra column a table adds (lang, fraction, intervention, prompts, layer)."""
-    return [c for c in table.columns if c not in (*_MEASURES, "control", "seed")]
+    return [c for c in table.columns if c not in (*_MEASURES, "control", "seed", "control_draw")]
 
 
 def select_rows(
