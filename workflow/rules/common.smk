@@ -69,6 +69,7 @@ LANGS = config["languages"]
 SHARDS = config["extraction"]["shards"]
 MUSE = config["probes"]["muse"]
 FLORES = config["probes"]["flores"]
+TEXT = config["probes"]["text"]
 TASKS = config["probes"]["tasks"]
 RELATION_PROBES = config["probes"]["relations"]
 VALUE_PROBES = config["probes"]["values"]
@@ -192,6 +193,16 @@ def flores_texts(wildcards):
         raise WorkflowError(str(err)) from None
 
 
+def text_corpus(wildcards):
+    """This language's file of the monolingual text corpus."""
+    folder = resolve_path(TEXT["dir"], workflow.basedir)
+    try:
+        path = text_file(folder, TEXT["pattern"], wildcards.lang, key="probes.text")
+        return {"text": str(path)}
+    except PolyneuronError as err:
+        raise WorkflowError(str(err)) from None
+
+
 def task_data(wildcards):
     """``{dir}/{task}.jsonl``; an unknown task fails naming the tasks that exist."""
     folder = resolve_path(TASKS["dir"], workflow.basedir)
@@ -224,6 +235,7 @@ def all_probe_sets():
     return [
         *expand("results/probes/muse/{lang}.parquet", lang=LANGS),
         *expand("results/probes/flores/{lang}.parquet", lang=LANGS),
+        *expand("results/probes/text/{lang}.parquet", lang=LANGS),
         *expand("results/probes/values/{lang}.parquet", lang=VALUE_PROBES["languages"]),
         *expand(
             "results/probes/relations/{lang}.parquet", lang=RELATION_PROBES["languages"]

@@ -49,6 +49,25 @@ rule build_flores_probes:
         "../scripts/build_parallel_probes.py"
 
 
+use rule build_flores_probes as build_text_probes with:
+    input:
+        unpack(text_corpus),
+    output:
+        "results/probes/text/{lang}.parquet",
+    log:
+        "logs/build_text_probes/{lang}.log",
+    benchmark:
+        "results/benchmarks/build_text_probes/{lang}.tsv"
+    params:
+        pattern=lambda wildcards: TEXT["pattern"],
+        flores_codes={},
+        aligned=False,
+        reference=None,
+        heldout_every=0,
+        max_texts=TEXT["max_texts"],
+        code=code_hash("build_parallel_probes"),
+
+
 rule build_task_probes:
     input:
         task_data,

@@ -67,14 +67,18 @@ def flores_code(lang: str, codes: Mapping[str, str] | None = None) -> str:
 
 
 def text_file(
-    folder: str | Path, pattern: str, lang: str, codes: Mapping[str, str] | None = None
+    folder: str | Path,
+    pattern: str,
+    lang: str,
+    codes: Mapping[str, str] | None = None,
+    key: str = "probes.flores",
 ) -> Path:
     """The file of ``lang``: ``pattern`` with ``{lang}`` (ISO 639-1) or ``{flores}``
-    (FLORES-200 code) filled in, inside ``folder``."""
+    (FLORES-200 code) filled in, inside ``folder``; errors name the config section ``key``."""
     fields = set(_PLACEHOLDER.findall(pattern))
     if not fields or not fields <= {"lang", "flores"}:
         raise PolyneuronError(
-            f"config key probes.flores.pattern: {pattern!r} must contain {{lang}} or {{flores}} "
+            f"config key {key}.pattern: {pattern!r} must contain {{lang}} or {{flores}} "
             "and no other placeholder (e.g. '{lang}.txt' or '{flores}.devtest')"
         )
     flores = flores_code(lang, codes) if "flores" in fields else ""
@@ -82,7 +86,7 @@ def text_file(
     if not path.is_file():
         raise PolyneuronError(
             f"no text file for language {lang!r}: {path} does not exist (config keys "
-            "probes.flores.dir and probes.flores.pattern); add it or remove "
+            f"{key}.dir and {key}.pattern); add it or remove "
             f"{lang!r} from the config key languages"
         )
     return path
