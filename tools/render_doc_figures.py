@@ -10,8 +10,11 @@ runs) — the rules' code hashes make Snakemake rerun whatever that commit compu
 and nothing when the folder is already current — then draws page 1 of each figure PDF into
 ``docs/img/``:
 ``overlap_heatmap.png`` and, for the first model under ``models:`` and the first under
-``chat_models:``, every PDF in ``results/plots/{model}/`` under its own name. ``docs/img/SOURCE.md``
-records the commit, the config's SHA-256 and which PDF each PNG is. For HEAD, uncommitted
+``chat_models:``, every PDF in ``results/plots/{model}/`` under its own name (``--only``: some of
+them; ``--target``: what Snakemake builds first, default ``figures``). ``docs/img/sources.json``
+and ``docs/img/SOURCE.md`` record, per image, the commit, which config ran (the repository's
+default, a ``.test`` config, or a custom one) with its SHA-256, and which PDF it is; images
+rendered from different runs keep their own records. For HEAD, uncommitted
 changes under ``workflow/``, ``Snakefile`` or the config stop it: the recorded commit must be
 what ran.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -63,27 +67,52 @@ def render_png(pdf: Path, png: Path, dpi: int) -> tuple[int, int]:
     return image.size
 
 
-def source_note(
-    commit: str, config: Path, directory: Path, rendered: dict[str, tuple[Path, tuple[int, int]]]
-) -> str:
-    """docs/img/SOURCE.md: where every PNG came from."""
+def config_label(config: Path) -> str:
+    """Which of this repository's configs the run's config is (by content), or "a custom
+    config"."""
+    data = config.read_bytes()
+    for known in [REPO / "config.yaml", *sorted(REPO.glob(".test/*/config.yaml"))]:
+        if known.read_bytes() == data:
+            return f"`{known.relative_to(REPO)}`"
+    return "a custom config"
+
+
+def record(sources: dict, commit: str, config: Path, directory: Path, rendered: dict) -> dict:
+    """``sources`` (image -> provenance, as in docs/img/sources.json) with the ``rendered``
+    images (name -> (pdf, (width, height))) of this run added or replaced."""
     digest = hashlib.sha256(config.read_bytes()).hexdigest()
+    label = config_label(config)
+    for name, (pdf, (width, height)) in rendered.items():
+        sources[name] = {
+            "commit": commit,
+            "config": label,
+            "config_sha256": digest,
+            "pdf": str(pdf.relative_to(directory)),
+            "pixels": [width, height],
+            "rendered": datetime.date.today().isoformat(),
+        }
+    return dict(sorted(sources.items()))
+
+
+def source_note(sources: dict) -> str:
+    """docs/img/SOURCE.md: where every PNG came from (from docs/img/sources.json)."""
     lines = [
         "# Where these figures come from",
         "",
         "Rendered by `python tools/render_doc_figures.py` from the workflow's own figure PDFs "
-        "(page 1 of each), after `snakemake figures` had brought the run up to date with this "
-        "commit's code. Do not edit by hand; rerun the tool.",
+        "(page 1 of each), after Snakemake had brought the run up to date with the commit's "
+        "code (the rules' code hashes rerun whatever that commit computes differently). Do not "
+        "edit by hand; rerun the tool (`docs/img/sources.json` holds the same records).",
         "",
-        f"- commit: `{commit}`",
-        f"- config: `{config.name}` of the run, SHA-256 `{digest}`",
-        f"- rendered: {datetime.date.today().isoformat()}",
-        "",
-        "| image | figure PDF (relative to the run's folder) | pixels |",
-        "| --- | --- | --- |",
+        "| image | commit | config of the run (SHA-256) | figure PDF in the run | pixels |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    for name, (pdf, (width, height)) in sorted(rendered.items()):
-        lines.append(f"| `{name}` | `{pdf.relative_to(directory)}` | {width} × {height} |")
+    for name, row in sources.items():
+        width, height = row["pixels"]
+        lines.append(
+            f"| `{name}` | `{row['commit']}` | {row['config']} (`{row['config_sha256'][:12]}`) "
+            f"| `{row['pdf']}` | {width} × {height} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -100,6 +129,8 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--dpi", type=int, default=110)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", nargs="+", help="render only these images (e.g. lape_layers.png)")
+    parser.add_argument("--target", nargs="+", default=["figures"], help="what Snakemake builds")
     args = parser.parse_args()
     directory = args.directory.resolve()
     config = directory / "config.yaml"
@@ -117,17 +148,26 @@ def main() -> None:
                 raise SystemExit(f"uncommitted changes; commit them first:\n{dirty}")
         try:
             run = [sys.executable, "-m", "snakemake", "--snakefile", str(checkout / "Snakefile")]
-            run += ["--directory", str(directory), "--cores", str(args.cores), "figures"]
+            run += ["--directory", str(directory), "--cores", str(args.cores), *args.target]
             subprocess.run(run, check=True)
         finally:
             if checkout != REPO:
                 git("worktree", "remove", "--force", str(checkout))
     sources = figure_sources(directory, yaml.safe_load(config.read_text()))
+    if args.only:
+        unknown = sorted(set(args.only) - set(sources))
+        if unknown:
+            raise SystemExit(f"no such figure in the run: {', '.join(unknown)}")
+        sources = {name: sources[name] for name in args.only}
     rendered = {}
     for name, pdf in sources.items():
         rendered[name] = (pdf, render_png(pdf, args.out / name, args.dpi))
         print(f"{args.out / name}: {rendered[name][1][0]} × {rendered[name][1][1]} from {pdf}")
-    (args.out / "SOURCE.md").write_text(source_note(commit, config, directory, rendered))
+    ledger = args.out / "sources.json"
+    known = json.loads(ledger.read_text()) if ledger.exists() else {}
+    known = record(known, commit, config, directory, rendered)
+    ledger.write_text(json.dumps(known, indent=1, ensure_ascii=False) + "\n")
+    (args.out / "SOURCE.md").write_text(source_note(known))
 
 
 if __name__ == "__main__":

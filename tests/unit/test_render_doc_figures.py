@@ -56,7 +56,21 @@ def test_page_one_is_drawn_at_the_asked_resolution_and_the_source_is_recorded(tm
         assert image.getpixel((2, 2)) == (255, 255, 255)  # white, not transparent
     config = tmp_path / "config.yaml"
     config.write_text("languages: [en, de]\n")
-    note = render.source_note("abc123", config, tmp_path, {"overlap_heatmap.png": (source, size)})
-    assert "`abc123`" in note
-    assert "| `overlap_heatmap.png` | `results/overlap_heatmap.pdf` | 200 × 100 |" in note
-    assert hashlib.sha256(config.read_bytes()).hexdigest() in note
+    sources = render.record({}, "abc123", config, tmp_path, {"overlap_heatmap.png": (source, size)})
+    old = {"commit": "old", "config": "x", "config_sha256": "0" * 64, "pdf": "p.pdf",
+           "pixels": [1, 1], "rendered": "2026-01-01"}  # fmt: skip
+    sources = render.record({"lape_layers.png": old, **sources}, "abc123", config, tmp_path, {})
+    note = render.source_note(sources)
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()
+    assert sources["overlap_heatmap.png"]["config_sha256"] == digest
+    assert sources["overlap_heatmap.png"]["config"] == "a custom config"
+    assert f"| `overlap_heatmap.png` | `abc123` | a custom config (`{digest[:12]}`) " in note
+    assert "| `results/overlap_heatmap.pdf` | 200 × 100 |" in note
+    assert "| `lape_layers.png` | `old` |" in note  # another run's image keeps its record
+
+
+def test_the_repository_s_own_configs_are_named():
+    assert render.config_label(REPO / "config.yaml") == "`config.yaml`"
+    assert (
+        render.config_label(REPO / ".test/embedded/config.yaml") == "`.test/embedded/config.yaml`"
+    )

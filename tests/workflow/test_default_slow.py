@@ -20,6 +20,33 @@ pytestmark = pytest.mark.slow
 CONFIG = REPO / ".test/embedded/config.yaml"
 
 
+def word_token_share(workdir, model: str, langs: list[str]) -> dict[str, float]:
+    """Per language: of the MUSE prompt tokens that extraction counts under the default
+    (count_tokens: word), the share whose characters (spaces aside) lie mostly inside the word."""
+    from transformers import AutoTokenizer
+
+    from polyneuron.model.batches import encode
+
+    tokenizer = AutoTokenizer.from_pretrained(workdir / f"resources/models/{model}")
+    share = {}
+    for lang in langs:
+        probes = pl.read_parquet(workdir / f"results/probes/muse/{lang}.parquet")
+        texts = probes["text"].to_list()
+        spans = list(zip(probes["word_start"], probes["word_end"], strict=True))
+        encoded = encode(tokenizer, texts, spans)
+        offsets = tokenizer(texts, return_offsets_mapping=True)["offset_mapping"]
+        counted = inside = 0
+        for text, (start, end), e, offs in zip(texts, spans, encoded, offsets, strict=True):
+            for (a, b), count in zip(offs, e.counted, strict=True):
+                if not count:
+                    continue
+                chars = [i for i in range(a, b) if not text[i].isspace()]
+                counted += 1
+                inside += sum(start <= i < end for i in chars) * 2 > len(chars)
+        share[lang] = round(inside / counted, 4)
+    return share
+
+
 def test_every_method_on_the_embedded_models(tmp_path):
     shutil.copy(CONFIG, tmp_path / "config.yaml")
     config = yaml.safe_load(CONFIG.read_text())
@@ -37,13 +64,17 @@ def test_every_method_on_the_embedded_models(tmp_path):
         assert 0 < off.min() <= off.max() < 1  # languages share some but not all top neurons
         tokens = sum(
             pl.read_parquet(path)["n_tokens"][0]
-            for path in (tmp_path / f"results/activations/{model}/muse").rglob("part-*.parquet")
+            for path in (tmp_path / f"results/activations/{model}/text").rglob("part-*.parquet")
         )
-        print(f"\n{model}: {elapsed:.0f} s for the default target, {tokens} tokens counted")
+        print(f"\n{model}: {elapsed:.0f} s for the default target, {tokens} text tokens counted")
         print(f"{model}: off-diagonal Jaccard {off.min():.3f} to {off.max():.3f}")
 
     start = time.perf_counter()
     snakemake(tmp_path, "--cores", "2")  # every other method too
+    for model in config["models"]:
+        share = word_token_share(tmp_path, model, langs)
+        print(f"{model}: share of counted MUSE tokens that are the word's {share}")
+        assert min(share.values()) >= 0.95
     print(f"\nthe rest of the workflow: {time.perf_counter() - start:.0f} s")
     for model in config["models"]:
         bridges = pl.read_parquet(tmp_path / f"results/neurons/{model}/bridges.parquet")
