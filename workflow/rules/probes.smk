@@ -44,6 +44,7 @@ rule build_flores_probes:
         reference=LANGS[0] if FLORES["aligned"] else None,
         heldout_every=FLORES["heldout_every"],
         max_texts=FLORES["max_texts"],
+        every=1,
         code=code_hash("build_parallel_probes"),
     script:
         "../scripts/build_parallel_probes.py"
@@ -65,6 +66,7 @@ use rule build_flores_probes as build_text_probes with:
         reference=None,
         heldout_every=0,
         max_texts=TEXT["max_texts"],
+        every=TEXT["every"],
         code=code_hash("build_parallel_probes"),
 
 

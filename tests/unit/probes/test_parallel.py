@@ -139,7 +139,7 @@ def run_script(tmp_path, lang, text, reference, **params):
         log=[str(tmp_path / f"{lang}.log")],
         wildcards=SimpleNamespace(lang=lang),
         params=SimpleNamespace(
-            **{"aligned": True, "heldout_every": 5, "max_texts": None, **params}
+            **{"aligned": True, "heldout_every": 5, "max_texts": None, "every": 1, **params}
         ),
     )
     script = REPO / "workflow" / "scripts" / "build_parallel_probes.py"
@@ -171,3 +171,27 @@ def test_shipped_corpus_has_300_aligned_sentences_in_each_default_language():
     words = [len(text.split()) for text in read_texts(SHIPPED / "en.txt")]
     assert min(words) >= 6 and max(words) <= 20
     assert (SHIPPED / "SOURCES.md").is_file()
+
+
+def test_every_nth_line_samples_evenly_and_keeps_line_numbers(tmp_path):
+    de = write(tmp_path, "de.txt", DE)
+    probes = parallel_probes("de", de, aligned=False, heldout_every=0, every=2)
+    assert probes["line"].to_list() == [1, 3, 5]
+    assert probes["text"].to_list() == [DE[0], DE[2], DE[4]]
+    assert probes["id"].to_list() == ["de-00001", "de-00003", "de-00005"]
+    assert set(probes["split"]) == {"train"}
+    first = parallel_probes("de", de, aligned=False, every=2, max_texts=2)
+    assert first["line"].to_list() == [1, 3]
+    with pytest.raises(ValueError, match="every must be positive"):
+        parallel_probes("de", de, aligned=False, every=0)
+
+
+def test_a_missing_text_corpus_file_names_the_text_probes_config_keys(tmp_path):
+    with pytest.raises(PolyneuronError, match=r"probes\.text\.dir and probes\.text\.pattern"):
+        text_file(tmp_path, "{lang}.txt", "sw", key="probes.text")
+
+
+def test_the_shipped_text_corpus_covers_the_default_languages():
+    for lang in DEFAULT_LANGS:
+        texts = read_texts(REPO / "data" / "text" / f"{lang}.txt")
+        assert len(texts) > 3000 and len(set(texts)) == len(texts), lang

@@ -132,13 +132,15 @@ def parallel_probes(
     aligned: bool = True,
     heldout_every: int = 5,
     max_texts: int | None = None,
+    every: int = 1,
 ) -> pl.DataFrame:
     """One probe per line of ``path``, the texts of language ``lang``.
 
     Aligned corpora: ``reference`` is another language's file of the same corpus (the first
     configured language's); both must have the same number of lines, and line i of each gets
     ``pair_id`` = i. Monolingual text (``aligned=False``): no ``pair_id``, no reference.
-    ``max_texts`` keeps the first lines only.
+    ``every`` keeps lines 1, 1 + every, 1 + 2·every, … (an even sample of a file ordered by
+    source), then ``max_texts`` the first of those; rows keep their line numbers.
     """
     path = Path(path)
     texts = read_texts(path)
@@ -150,9 +152,10 @@ def parallel_probes(
                 "line i of every language's file must translate line i of the others (set "
                 "probes.flores.aligned: false for monolingual text)"
             )
-    if max_texts is not None:
-        texts = texts[:max_texts]
-    lines = range(1, len(texts) + 1)
+    if every < 1:
+        raise ValueError(f"every must be positive, got {every}")
+    lines = list(range(1, len(texts) + 1, every))[:max_texts]
+    texts = [texts[line - 1] for line in lines]
     return pl.DataFrame(
         {
             "id": [f"{lang}-{line:05d}" for line in lines],
