@@ -192,10 +192,11 @@ def test_refusal_directions_per_language_of_the_chat_model(finished):
 
 
 def test_full_run_writes_every_stage(finished):
-    for lang in LANGS:
-        probes = pl.read_parquet(finished / f"results/probes/muse/{lang}.parquet")
+    for lang in LANGS:  # the text probes: what LAPE and the overlap sets are found on
+        probes = pl.read_parquet(finished / f"results/probes/text/{lang}.parquet")
         assert {"id", "pair_id", "lang", "text"} <= set(probes.columns)
-    shard = pl.read_parquet(finished / "results/activations/tiny-llama/muse/de/part-1.parquet")
+        assert probes.height == 100 and set(probes["split"]) == {"train"}  # .test/tiny: 100
+    shard = pl.read_parquet(finished / "results/activations/tiny-llama/text/de/part-1.parquet")
     assert shard.columns == ["layer", "neuron", "n_tokens", "n_active", "act_sum", "act_sqsum"]
     info = json.loads((finished / "resources/model_info/tiny-llama.json").read_text())
     assert shard.height == info["n_layers"] * info["n_neurons_per_layer"]
@@ -238,9 +239,9 @@ def test_relation_neurons_score_every_neuron_per_relation_and_language(finished)
 
 
 def test_shards_add_up_to_the_whole_probe_set(finished):
-    de = pl.read_parquet(finished / "results/probes/muse/de.parquet")
+    de = pl.read_parquet(finished / "results/probes/text/de.parquet")
     parts = [
-        pl.read_parquet(finished / f"results/activations/tiny-llama/muse/de/part-{k}.parquet")
+        pl.read_parquet(finished / f"results/activations/tiny-llama/text/de/part-{k}.parquet")
         for k in range(2)
     ]
     # every probe text is counted in exactly one shard: no text lost, none twice
@@ -303,10 +304,12 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
             "plot_task_overlap": 1,
             "plot_cross_method": 1,
         }
-        config_path.write_text(original.replace("dir: muse", "dir: muse\n    count_tokens: word"))
-        # counting only the word's tokens changes extraction, not the (model-free) probes
+        config_path.write_text(original.replace("max_texts: 100", "max_texts: 100\n    every: 2"))
+        # another sample of the text: its probes and statistics, and everything found on them
         plan = planned_jobs(finished)
+        assert plan["build_text_probes"] == len(LANGS)
         assert plan["extract_activations"] == len(LANGS) * 2
+        assert plan["score_lape"] == plan["score_overlap"] == 1
         assert "build_muse_probes" not in plan and "prepare_model" not in plan
     finally:
         config_path.write_text(original)
