@@ -144,8 +144,8 @@ def test_slurm_dry_run_plans_group_jobs(tmp_path):
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    # 53 probe jobs in groups of at most 32, and the 4 scoring and plotting jobs in one
-    assert len(re.findall(r"Group job probes \(", output)) == 2, output[-5000:]
+    # 69 probe jobs in groups of at most 32, and the 4 scoring and plotting jobs in one
+    assert len(re.findall(r"Group job probes \(", output)) == 3, output[-5000:]
     assert len(re.findall(r"Group job summarise \(", output)) == 1
 
 
