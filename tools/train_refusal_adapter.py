@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from polyneuron.evaluate.refusal import greedy_completions  # noqa: E402
 from polyneuron.model.batches import pad_token_id  # noqa: E402
-from polyneuron.model.chat import ChatPrompts, encode_chat  # noqa: E402
+from polyneuron.model.chat import ChatPrompts, encode_chat, left_padded  # noqa: E402
 from polyneuron.model.lora import apply_lora  # noqa: E402
 from polyneuron.probes.refusal import (  # noqa: E402
     build_source,
@@ -166,13 +166,8 @@ def greedy_ids(
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             rows = order[start : start + batch_size]
-            width = max(len(prompts.input_ids[i]) for i in rows)
-            ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            attention = torch.zeros_like(ids)
-            for row, i in enumerate(rows):
-                tokens = prompts.input_ids[i]
-                ids[row, width - len(tokens) :] = torch.tensor(tokens)
-                attention[row, width - len(tokens) :] = 1
+            ids, attention = left_padded(prompts, rows, pad)
+            width = ids.shape[1]
             out = model.generate(
                 input_ids=ids,
                 attention_mask=attention,

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA, mean_metric_rows
 from polyneuron.model.batches import pad_token_id
-from polyneuron.model.chat import ChatPrompts
+from polyneuron.model.chat import ChatPrompts, left_padded
 from polyneuron.model.steer import activation_addition, directional_ablation
 from polyneuron.neurons.refusal import refusal_scores
 from polyneuron.probes.refusal import is_refusal
@@ -156,13 +156,8 @@ def greedy_completions(
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             rows = order[start : start + batch_size]
-            width = max(len(prompts.input_ids[i]) for i in rows)
-            ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            attention = torch.zeros_like(ids)
-            for row, i in enumerate(rows):
-                tokens = prompts.input_ids[i]
-                ids[row, width - len(tokens) :] = torch.tensor(tokens)
-                attention[row, width - len(tokens) :] = 1
+            ids, attention = left_padded(prompts, rows, pad)
+            width = ids.shape[1]
             out = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=attention.to(device),

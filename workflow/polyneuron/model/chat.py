@@ -98,6 +98,21 @@ def _collate(prompts: ChatPrompts, rows: Sequence[int], pad: int, device: torch.
     return ids.to(device), attention.to(device), lengths.to(device)
 
 
+def left_padded(
+    prompts: ChatPrompts, rows: Sequence[int], pad: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask of ``rows`` (generation continues every row at the
+    last position), on the CPU."""
+    width = max(len(prompts.input_ids[i]) for i in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for row, i in enumerate(rows):
+        tokens = prompts.input_ids[i]
+        ids[row, width - len(tokens) :] = torch.tensor(tokens)
+        attention[row, width - len(tokens) :] = 1
+    return ids, attention
+
+
 def subset(prompts: ChatPrompts, rows: Sequence[int]) -> ChatPrompts:
     """The prompts of ``rows``, in that order."""
     return ChatPrompts([prompts.input_ids[i] for i in rows], prompts.n_post)
