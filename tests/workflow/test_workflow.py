@@ -213,12 +213,21 @@ def test_value_neurons_score_every_neuron_per_value_and_language(finished):
     values = pl.read_parquet(finished / "results/neurons/tiny-llama/values.parquet")
     info = json.loads((finished / "resources/model_info/tiny-llama.json").read_text())
     n = info["n_layers"] * info["n_neurons_per_layer"]
-    per_value = values.group_by("group", "lang").agg(n=pl.len(), kept=pl.col("selected").sum())
-    assert per_value.height == 12 * len(VALUE_LANGS)  # the twelve values, en and zh
+    per_value = values.group_by("group", "lang", "mask").agg(
+        n=pl.len(), kept=pl.col("selected").sum()
+    )
+    # the twelve values, en and zh, each under the reference's decision and semantic masks
+    assert per_value.height == 12 * len(VALUE_LANGS) * 2
+    assert set(per_value["mask"]) == {"decision", "semantic"}
     assert set(per_value["n"]) == {n}
     assert set(per_value["kept"]) <= {round(n * 0.01)} and per_value["kept"].sum() > 0
     chosen = values.filter("selected")
     assert (chosen["score"] < float("inf")).all()
+    assert chosen["assigned"].null_count() == 0
+    assert set(chosen["assigned"]) <= {"support", "conflict", "both"}
+    # decision masks act on the outer layers, semantic masks on the rest, never both
+    acting = values.filter("acts").group_by("layer").agg(pl.col("mask").unique())
+    assert all(len(masks) == 1 for masks in acting["mask"])
 
 
 def test_relation_neurons_score_every_neuron_per_relation_and_language(finished):

@@ -151,7 +151,8 @@ rule score_values:
         runtime=30,
     params:
         languages=VALUE_PROBES["languages"],
-        filter_rate=config["value_neurons"]["filter_rate"],
+        masks=config["value_neurons"]["masks"],
+        layers=config["value_neurons"]["layers"],
         top_rate=config["value_neurons"]["top_rate"],
         code=code_hash("score_values"),
     script:

@@ -1,18 +1,19 @@
 """Value neurons switched off: results/evaluation/{model}/values.parquet, per language the
 probability that the model picks the value-supported option of every value's evaluation
-questions, with each value's neurons off (or scaled) and with random sets of the same per-layer
-sizes over several seeds (polyneuron.evaluate.values.VALUE_SCHEMA)."""
+questions, with each value's neurons switched (reference: support-only x5, conflict-only off;
+or one operation on all) and with random sets of the same per-layer sizes and levels over
+several seeds (polyneuron.evaluate.values.VALUE_SCHEMA)."""
 
 import polars as pl
 
 from polyneuron.evaluate.controls import load_controls
-from polyneuron.evaluate.interventions import neuron_set_from_frame
 from polyneuron.evaluate.matrix import summarize
-from polyneuron.evaluate.values import value_matrix
+from polyneuron.evaluate.values import reference_operations, value_matrix
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.batches import pad_token_id
 from polyneuron.model.load import load_job_model
+from polyneuron.neurons.values import value_intervention
 from polyneuron.probes.values import VALUES
 
 with script_log(snakemake.log[0]) as log:
@@ -31,9 +32,11 @@ with script_log(snakemake.log[0]) as log:
             part = rows.filter(pl.col("label") == value).slice(0, p.max_questions)
             if part.height:
                 questions[value] = (part["text"].to_list(), part["target"].to_list())
+        parts = {value: value_intervention(neurons.filter(group=value, lang=lang))
+                 for value in questions}  # fmt: skip
         sets = {
-            value: neuron_set_from_frame(neurons.filter(group=value, lang=lang))
-            for value in questions
+            value: reference_operations(part, p.factor) if p.mode == "reference" else part["all"]
+            for value, part in parts.items()
         }
         log.info("%s: %d values, %d questions", lang, len(questions), sum(
             len(q[0]) for q in questions.values()))  # fmt: skip

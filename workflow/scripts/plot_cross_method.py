@@ -12,7 +12,7 @@ from polyneuron.plots.concepts import neuron_sets, plot_cross_method
 with script_log(snakemake.log[0]) as log:
     inp = snakemake.input
     info = json.loads(Path(inp.info).read_text())
-    columns = ["layer", "neuron", "group", "lang", "selected"]
+    columns = ["layer", "neuron", "group", "lang", "selected", "acts"]
     frames = {}
     for method, path in (
         ("language", inp.lape),

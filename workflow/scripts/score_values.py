@@ -10,9 +10,12 @@ with script_log(snakemake.log[0]) as log:
     p = snakemake.params
     frames = []
     for lang, path in zip(p.languages, snakemake.input, strict=True):
-        table = value_table(pl.read_parquet(path), lang, p.filter_rate, p.top_rate)
-        chosen = table.filter("selected")
-        support = chosen.filter(pl.col("p_support") > pl.col("p_conflict")).height
-        log.info("%s: %d value neurons (%d fire more under support)", lang, chosen.height, support)
+        table = value_table(pl.read_parquet(path), lang, p.masks, p.top_rate, p.layers)
+        for mask in p.masks:
+            chosen = table.filter(pl.col("selected") & (pl.col("mask") == mask))
+            counts = chosen.group_by("assigned").len().rows()
+            acting = chosen.filter("acts").height
+            log.info("%s %s mask: %d value neurons, %d in its layers; assigned %s", lang, mask,
+                     chosen.height, acting, dict(sorted(counts, key=str)))  # fmt: skip
         frames.append(table)
     write_parquet(pl.concat(frames), snakemake.output[0])

@@ -14,9 +14,12 @@ from tiny import FAMILIES
 from torch import nn
 
 from polyneuron.evaluate.interventions import (
+    Operation,
+    apply_operations,
     deactivate_neurons,
     neuron_set_from_frame,
     random_control,
+    split_like,
 )
 from polyneuron.model.adapters import activation_modules, decoder_layers
 from polyneuron.model.steer import (
@@ -162,6 +165,44 @@ def test_scale_mode_multiplies_the_activations(load, family):
     rest = others(index)
     assert torch.equal(during[0][..., rest], before[0][..., rest])
     assert not torch.allclose(during[1], before[1])
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_mixed_operations_scale_one_part_and_zero_the_other(load, family):
+    model, tokenizer = load(family)
+    ids, mask = encode(tokenizer, TEXTS)
+    support, conflict = [2, 7], [3, 30]
+    _, before = run(model, ids, mask)
+    operations = (
+        Operation({0: torch.tensor(support)}, "scale", 5.0),
+        Operation({0: torch.tensor(conflict)}, "zero"),
+    )
+    with apply_operations(model, operations):
+        _, during = run(model, ids, mask)
+    torch.testing.assert_close(during[0][..., support], before[0][..., support] * 5.0)
+    assert torch.equal(during[0][..., conflict], torch.zeros_like(during[0][..., conflict]))
+    rest = others(support + conflict)
+    assert torch.equal(during[0][..., rest], before[0][..., rest])
+    _, after = run(model, ids, mask)
+    assert torch.equal(after[0], before[0])  # every hook is gone
+
+
+def test_a_control_is_split_like_the_set_level_by_level():
+    bins = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 2, 3, 0, 1, 2, 3]])
+    parts = (
+        Operation({0: torch.tensor([0, 4]), 1: torch.tensor([3])}, "scale", 5.0),
+        Operation({0: torch.tensor([6])}, "zero"),
+    )
+    # a matched control: the same levels per layer (bins 0, 2 and 3 in layer 0; 3 in layer 1)
+    control = {0: torch.tensor([1, 5, 7]), 1: torch.tensor([7])}
+    split = split_like(parts, control, bins)
+    assert [op.mode for op in split] == ["scale", "zero"] and split[0].factor == 5.0
+    assert {k: v.tolist() for k, v in split[0].neurons.items()} == {0: [1, 5], 1: [7]}
+    assert {k: v.tolist() for k, v in split[1].neurons.items()} == {0: [7]}
+    with pytest.raises(ValueError, match="must not share neurons"):
+        split_like((parts[0], Operation({0: torch.tensor([4])})), control, bins)
+    with pytest.raises(ValueError, match="control has 2 neurons, the set 3"):
+        split_like(parts, {0: torch.tensor([1, 5]), 1: torch.tensor([7])}, bins)
 
 
 def test_deactivation_errors_name_the_fault_and_hooks_go_on_exceptions(load):

@@ -14,13 +14,19 @@ from conftest import minimal_config
 from unit.evaluate.helpers import SEEDS, SETS, conditions, full_logits
 
 from polyneuron import PolyneuronError
-from polyneuron.evaluate.interventions import deactivate_neurons
+from polyneuron.evaluate.interventions import (
+    apply_operations,
+    deactivate_neurons,
+    random_control,
+    split_like,
+)
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA
 from polyneuron.evaluate.values import (
     VALUE_SCHEMA,
     encode_questions,
     option_labels,
     option_probabilities,
+    reference_operations,
     value_matrix,
 )
 from polyneuron.model.batches import pad_token_id
@@ -120,6 +126,41 @@ def test_value_matrix_rows_match_direct_probabilities_under_each_intervention(lo
                 assert math.isclose(row["value"], off[evaluated].mean(), abs_tol=1e-6)
                 assert row["ci_low"] <= row["delta"] <= row["ci_high"]
     # the intervention changes something: scaling by 5 is not a no-op
+    assert frame["delta"].abs().max() > 1e-4
+
+
+def test_the_reference_intervention_amplifies_support_only_and_zeroes_conflict_only(load):
+    model, tokenizer = load("gemma3")
+    prompts, targets = questions("zh")
+    by_value = {"first": (prompts[:2], targets[:2]), "second": (prompts[2:], targets[2:])}
+    parts = {
+        "first": {"support": {0: torch.tensor([1, 2])}, "conflict": {0: torch.tensor([3])}},
+        "second": {"support": {1: torch.tensor([0])}, "conflict": {2: torch.tensor([4, 9])}},
+    }
+    sets = {name: reference_operations(p, 5.0) for name, p in parts.items()}
+    frame = value_matrix(
+        model, tokenizer, sets, by_value, "zh", SEEDS, pad_token_id(tokenizer), CPU,
+        mode="reference", batch_tokens=64, max_batch_size=2, n_boot=50,
+    )  # fmt: skip
+    assert frame.height == 2 * (1 + len(SEEDS)) * 2
+    rows = iter(frame.iter_rows(named=True))
+    for name, operations in sets.items():
+        union = {0: torch.tensor([1, 2, 3])} if name == "first" else {
+            1: torch.tensor([0]), 2: torch.tensor([4, 9])}  # fmt: skip
+        expected = [("none", None, operations)] + [
+            ("random", seed, split_like(operations, random_control(union, 48, seed), None))
+            for seed in SEEDS
+        ]
+        for control, seed, chosen in expected:
+            assert chosen[0].mode == "scale" and chosen[0].factor == 5.0
+            assert chosen[1].mode == "zero"
+            with apply_operations(model, chosen):
+                off = {v: direct_p_supported(model, tokenizer, *by_value[v]) for v in by_value}
+            for evaluated in by_value:
+                row = next(rows)
+                assert (row["intervened"], row["control"], row["seed"]) == (name, control, seed)
+                assert row["n_neurons"] == 3
+                assert math.isclose(row["value"], off[evaluated].mean(), abs_tol=1e-6)
     assert frame["delta"].abs().max() > 1e-4
 
 

@@ -26,6 +26,9 @@ def test_neuron_sets_pool_languages_and_use_only_selected_rows():
         ("language", "de", 0, 1), ("language", "fr", 0, 1), ("language", "de", 1, 2),
         ("value", "care", 0, 1), ("value", "care", 1, 0),
     ]  # fmt: skip
+    # value masks count only on the layers they act on
+    acting = values.with_columns(acts=pl.col("layer") == 1)
+    assert neuron_sets({"value": acting}).rows() == [("value", "care", 1, 0)]
 
 
 def test_set_jaccard_counts_shared_neurons_of_every_ordered_pair():

@@ -8,13 +8,17 @@ on exit (also when the body raises); it composes with the steering hooks of
   :mod:`polyneuron.model.adapters` defines a neuron) to zero (LAPE), to their mean activation, or
   scales them (value neurons: ×5);
 - :func:`random_control` draws a same-size random neuron set per layer, the control condition;
-- :func:`neuron_set_from_frame` reads a :data:`NeuronSet` from a neuron table.
+- :func:`neuron_set_from_frame` reads a :data:`NeuronSet` from a neuron table;
+- :class:`Operation` and :func:`apply_operations`: disjoint sets with operations of their own
+  in one intervention (the value neurons' reference: support-only ×5, conflict-only zeroed), and
+  :func:`split_like`, which gives a control the same split.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 import polars as pl
 import torch
@@ -28,9 +32,13 @@ from polyneuron.model.adapters import (
 __all__ = [
     "MODES",
     "NeuronSet",
+    "Operation",
+    "apply_operations",
     "deactivate_neurons",
+    "merge_sets",
     "neuron_set_from_frame",
     "random_control",
+    "split_like",
 ]
 
 #: layer -> int64 indices of that layer's neurons (sorted, distinct)
@@ -186,3 +194,82 @@ def deactivate_neurons(
     finally:
         for handle in handles:
             handle.remove()
+
+
+# --------------------------------------------------------------------------- mixed operations
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One part of an intervention: ``neurons`` under ``mode`` (and ``factor`` for ``scale``),
+    as :func:`deactivate_neurons` takes them."""
+
+    neurons: NeuronSet
+    mode: str = "zero"
+    factor: float = 0.0
+
+
+def merge_sets(sets: Sequence[Mapping[int, torch.Tensor]]) -> NeuronSet:
+    """The union of neuron sets, each layer's indices sorted and distinct."""
+    out: dict[int, list[torch.Tensor]] = {}
+    for neurons in sets:
+        for layer, idx in neurons.items():
+            out.setdefault(int(layer), []).append(_as_index(idx))
+    return {layer: torch.unique(torch.cat(parts)) for layer, parts in sorted(out.items())}
+
+
+def split_like(
+    parts: Sequence[Operation], control: Mapping[int, torch.Tensor], bins: torch.Tensor | None
+) -> tuple[Operation, ...]:
+    """``control`` (a set of as many neurons per layer as ``parts`` together) split into parts
+    with the same operations and per-layer counts: within a layer, the parts' neurons ordered by
+    activation-level bin (``bins[layer, neuron]``; none: by index) are paired in order with the
+    control's, so each part's control sits at the levels that part sits at."""
+    merged = merge_sets([op.neurons for op in parts])
+    if sum(sum(int(v.numel()) for v in op.neurons.values()) for op in parts) != sum(
+        int(v.numel()) for v in merged.values()
+    ):
+        raise ValueError("the parts of a mixed intervention must not share neurons")
+    chosen: list[dict[int, list[int]]] = [{} for _ in parts]
+    for layer in merged:
+        own = [
+            (int(n), i)
+            for i, op in enumerate(parts)
+            for n in _as_index(op.neurons.get(layer, torch.zeros(0))).tolist()
+        ]
+        drawn = _as_index(control.get(layer, torch.zeros(0))).tolist()
+        if len(drawn) != len(own):
+            raise ValueError(f"layer {layer}: control has {len(drawn)} neurons, the set {len(own)}")
+
+        def level(n: int, layer: int = layer) -> int:
+            return 0 if bins is None else int(bins[layer, n])
+
+        own.sort(key=lambda item: (level(item[0]), item[1], item[0]))
+        drawn.sort(key=lambda n: (level(n), n))
+        for (_, part), neuron in zip(own, drawn, strict=True):
+            chosen[part].setdefault(layer, []).append(neuron)
+    return tuple(
+        Operation(
+            {layer: torch.tensor(sorted(v), dtype=torch.long) for layer, v in picked.items()},
+            op.mode,
+            op.factor,
+        )
+        for op, picked in zip(parts, chosen, strict=True)
+    )
+
+
+@contextmanager
+def apply_operations(
+    model: nn.Module,
+    operations: Sequence[Operation],
+    means: Mapping[int, torch.Tensor] | None = None,
+) -> Iterator[None]:
+    """Every operation's :func:`deactivate_neurons` open at once (their hooks act on distinct
+    neurons, so their order does not matter)."""
+    with ExitStack() as stack:
+        for op in operations:
+            if any(int(v.numel()) for v in op.neurons.values()):
+                stack.enter_context(
+                    deactivate_neurons(model, op.neurons, op.mode, factor=op.factor, means=means)
+                )
+        yield

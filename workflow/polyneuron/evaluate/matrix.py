@@ -25,7 +25,13 @@ from tqdm import tqdm
 
 from polyneuron.evaluate.bootstrap import _as_numpy, paired_delta_ci
 from polyneuron.evaluate.controls import Controls
-from polyneuron.evaluate.interventions import NeuronSet, deactivate_neurons
+from polyneuron.evaluate.interventions import (
+    NeuronSet,
+    Operation,
+    apply_operations,
+    merge_sets,
+    split_like,
+)
 from polyneuron.model.adapters import neurons_per_layer
 
 __all__ = [
@@ -148,7 +154,7 @@ class RowBuilder(Protocol):
 
 def intervention_matrix(
     model: nn.Module,
-    sets: Mapping[str, NeuronSet],
+    sets: Mapping[str, NeuronSet | Sequence[Operation]],
     evaluate: Callable[[], Any],
     rows: RowBuilder,
     seeds: Sequence[int],
@@ -168,13 +174,21 @@ def intervention_matrix(
     each intervention's scores into rows against the baseline's; the column ``control_draw``
     says how each control was drawn.
 
+    A set may instead be a sequence of :class:`Operation` (disjoint parts, each with its own
+    operation; ``mode``/``factor`` then do not apply to it): its control is drawn for the parts
+    together and split among them as they are split (:func:`split_like`).
+
     A set without neurons is logged and skipped. Rows are ordered by intervened set (``sets``'
     order) and condition (the set, then the seeds in order). ``progress``, when given, is
     updated by one per evaluation (else a bar of its own counts them)."""
     controls = controls or Controls()
     means = controls.means if controls.means is not None else means
     width = neurons_per_layer(model.config)
-    active = {name: s for name, s in sets.items() if set_size(s) > 0}
+    parts = {
+        name: tuple(s) if not isinstance(s, Mapping) else (Operation(s, mode, factor),)
+        for name, s in sets.items()
+    }
+    active = {name: ops for name, ops in parts.items() if set_size(_union(ops)) > 0}
     for name in sets:
         if name not in active:
             log.warning("%s: no neurons in its set; not intervened", name)
@@ -187,21 +201,27 @@ def intervention_matrix(
         baseline = evaluate()
         if progress is None:
             bar.update(1)
-        for name, neurons in active.items():
-            conditions: list[tuple[str, int | None, NeuronSet]] = [("none", None, neurons)]
-            conditions += [("random", s, controls.draw_for(neurons, width, s)) for s in seeds]
+        for name, ops in active.items():
+            conditions: list[tuple[str, int | None, tuple[Operation, ...]]] = [("none", None, ops)]
+            for seed in seeds:
+                drawn = controls.draw_for(_union(ops), width, seed)
+                conditions.append(("random", seed, split_like(ops, drawn, controls.bins)))
             for control, seed, chosen in conditions:
                 bar.set_postfix_str(f"{name} {control}{'' if seed is None else f' {seed}'}")
-                with deactivate_neurons(model, chosen, mode, factor=factor, means=means):
+                with apply_operations(model, chosen, means=means):
                     scored = evaluate()
                 if progress is None:
                     bar.update(1)
-                frame = rows(name, baseline, scored, set_size(chosen), control, seed)
+                frame = rows(name, baseline, scored, set_size(_union(chosen)), control, seed)
                 draw = controls.draw if control == "random" else None
                 frames.append(frame.with_columns(control_draw=pl.lit(draw, pl.String)))
     if not frames:
         return pl.DataFrame(schema=ABLATION_SCHEMA)
     return pl.concat(frames)
+
+
+def _union(operations: Sequence[Operation]) -> NeuronSet:
+    return merge_sets([op.neurons for op in operations])
 
 
 # --------------------------------------------------------------------------- summary

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from polyneuron.evaluate.controls import Controls
-from polyneuron.evaluate.interventions import NeuronSet
+from polyneuron.evaluate.interventions import NeuronSet, Operation
 from polyneuron.evaluate.matrix import intervention_matrix, mean_metric_rows
 from polyneuron.model.adapters import decoder_body, logit_rows, unembed
 from polyneuron.model.batches import Encoded, collate, plan_batches
@@ -115,7 +115,7 @@ Metrics = Callable[[NextTokens], Mapping[str, np.ndarray]]
 
 def _matrix(
     model: nn.Module,
-    sets: Mapping[str, NeuronSet],
+    sets: Mapping[str, NeuronSet | Sequence[Operation]],
     encoded: Sequence[Encoded],
     candidates: Sequence[Sequence[Sequence[int]]],
     keys: Sequence[str],

@@ -19,7 +19,7 @@ from torch import nn
 
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.controls import Controls
-from polyneuron.evaluate.interventions import NeuronSet
+from polyneuron.evaluate.interventions import NeuronSet, Operation
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA
 from polyneuron.evaluate.scoring import (
     NextTokens,
@@ -38,6 +38,7 @@ __all__ = [
     "option_labels",
     "option_probabilities",
     "option_probability",
+    "reference_operations",
     "value_matrix",
 ]
 
@@ -125,10 +126,17 @@ def option_probabilities(
     return option_probability(scores, targets)
 
 
+def reference_operations(parts: Mapping[str, NeuronSet], factor: float) -> tuple[Operation, ...]:
+    """The reference's value intervention from the parts
+    :func:`polyneuron.neurons.values.value_intervention` returns: support-only neurons
+    multiplied by ``factor`` (5), conflict-only neurons zeroed."""
+    return (Operation(parts["support"], "scale", factor), Operation(parts["conflict"], "zero"))
+
+
 def value_matrix(
     model: nn.Module,
     tokenizer,
-    sets: Mapping[str, NeuronSet],
+    sets: Mapping[str, NeuronSet | Sequence[Operation]],
     questions: Mapping[str, tuple[Sequence[str], Sequence[str]]],
     lang: str,
     seeds: Sequence[int],
@@ -143,7 +151,8 @@ def value_matrix(
     controls: Controls | None = None,
 ) -> pl.DataFrame:
     """``p_supported`` of every value's questions (value -> (prompts, targets ``a``/``b``)) of
-    language ``lang``, plain and with each value's set off and its random controls:
+    language ``lang``, plain and with each value's set switched (a neuron set under ``mode``,
+    or the reference's parts, :func:`reference_operations`) and its random controls:
     :data:`VALUE_SCHEMA` rows."""
     prompts, targets, keys = _flatten(questions)
     encoded, candidates = encode_questions(tokenizer, prompts, lang)

@@ -80,13 +80,16 @@ def plot_task_overlap(table: pl.DataFrame, model: str, path: str | Path) -> plt.
 
 def neuron_sets(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     """``method, group, layer, neuron``: each method's selected neurons per group, from its
-    neuron table (``selected`` rows when it has the column, else every row; the group is the
-    ``group`` column, else ``lang``), each (group, neuron) once; a group's languages (values,
-    relations) are pooled."""
+    neuron table (``selected`` rows when it has the column, else every row, and of those only
+    the ``acts`` rows when it has that column: value masks act on their own layers; the group is
+    the ``group`` column, else ``lang``), each (group, neuron) once; a group's languages and
+    masks (values, relations) are pooled."""
     parts = []
     for method, frame in frames.items():
         if "selected" in frame.columns:
             frame = frame.filter("selected")
+        if "acts" in frame.columns:
+            frame = frame.filter("acts")
         group = "group" if "group" in frame.columns else "lang"
         parts.append(
             frame.select(
