@@ -1,6 +1,6 @@
 # polyneuron: find, score and test the neurons of multilingual language models.
 # Data flows one way, one rule file per stage, each writing its own folder:
-# models -> probes -> extract -> score -> evaluate -> plots.
+# models -> probes -> extract -> score -> evaluate -> plots -> findings.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -25,6 +25,7 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/findings.smk"
 
 
 rule all:

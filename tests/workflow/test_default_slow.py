@@ -150,8 +150,12 @@ def test_every_method_on_the_embedded_models(tmp_path):
     report = tmp_path / "report.html"
     assert report.stat().st_size > 100_000
     html = report.read_text(encoding="utf-8", errors="replace")
-    for name in {*figures, "overlap_heatmap.pdf"}:
+    for name in {*figures, "overlap_heatmap.pdf", "findings.md"}:
         assert name in html, name
+    findings = (tmp_path / "results/findings.md").read_text(encoding="utf-8")
+    for model in [*config["models"], *config["chat_models"]]:
+        assert f"| {model} | " in findings, model
+    print(findings)
 
     # what each job took: the rules' benchmark files (wall seconds, peak memory)
     rows = [

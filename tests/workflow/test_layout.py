@@ -22,11 +22,12 @@ STAGES = {
     "score.smk": ("results/neurons/", "results/directions/"),
     "evaluate.smk": ("results/evaluation/",),
     "plots.smk": ("results/plots/", "results/overlap_heatmap.pdf"),
+    "findings.smk": ("results/findings.md",),
 }
 VERBS = ("prepare", "build", "translate", "extract", "attribute", "score", "find", "evaluate")
-VERBS += ("plot",)
+VERBS += ("plot", "write")
 # the stages of the library, lowest first: a module imports only its own stage and lower ones
-LAYERS = ["model", "probes", "neurons", "evaluate", "plots"]
+LAYERS = ["model", "probes", "neurons", "evaluate", "plots", "findings"]
 SHARED = {"polyneuron", "polyneuron.io", "polyneuron.logs", "polyneuron.tensors"}
 
 
@@ -112,8 +113,9 @@ def stage_of(name: str) -> str | None:
 
 @pytest.mark.parametrize("stage", [*LAYERS, "plan"])
 def test_imports_flow_one_way(stage):
-    """plots -> evaluate -> neurons -> probes -> model; plan (config, requests, budgets, code
-    hashes) is imported by the Snakefile only and imports no stage that needs torch."""
+    """findings -> plots -> evaluate -> neurons -> probes -> model; plan (config, requests,
+    budgets, code hashes) is imported by the Snakefile only and imports no stage that needs
+    torch."""
     allowed = {"plan": {"plan", "model"}} | {
         layer: set(LAYERS[: i + 1]) for i, layer in enumerate(LAYERS)
     }

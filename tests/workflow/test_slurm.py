@@ -36,6 +36,8 @@ GPU_RULES = (
     "prepare_model",
     "extract_activations",
     "extract_examples",
+    "extract_pool_examples",
+    "answer_relations",
     "extract_groups",
     "translate_refusal",
     "attribute_task",

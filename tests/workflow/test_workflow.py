@@ -164,8 +164,21 @@ def test_report_has_every_figure(finished):
             "refusal.pdf",  # the chat model's; no bridges.pdf: no bridge targets here
         ]
     )
-    for name in [*figures, "overlap_heatmap.pdf"]:
+    for name in [*figures, "overlap_heatmap.pdf", "findings.md"]:
         assert name in html, name
+
+
+def test_findings_name_every_claim_for_every_model(finished):
+    from polyneuron.findings.report import CLAIMS
+
+    text = (finished / "results/findings.md").read_text(encoding="utf-8")
+    verdicts = ("reproduced", "not reproduced", "not measurable on this model", "not run in")
+    for claim in CLAIMS:
+        assert f"## {claim.key}" in text, claim.key
+    for model in ("tiny-llama", "tiny-chat"):  # each claim's table has one row per model
+        rows = [line for line in text.splitlines() if line.startswith(f"| {model} | ")]
+        assert len(rows) == len(CLAIMS), model
+        assert all(line.split(" | ")[1].startswith(verdicts) for line in rows), rows
 
 
 def test_refusal_directions_per_language_of_the_chat_model(finished):
@@ -231,16 +244,30 @@ def test_value_neurons_score_every_neuron_per_value_and_language(finished):
 
 
 def test_relation_neurons_score_every_neuron_per_relation_and_language(finished):
+    from transformers import AutoConfig
+
     neurons = pl.read_parquet(finished / "results/neurons/tiny-llama/relations.parquet")
-    info = json.loads((finished / "resources/model_info/tiny-llama.json").read_text())
+    config = AutoConfig.from_pretrained(finished / "resources/models/tiny-llama")
+    # the reference's pool: the outputs of gate_proj, up_proj and down_proj in every layer
+    widths = {"gate": config.intermediate_size, "up": config.intermediate_size,
+              "down": config.hidden_size}  # fmt: skip
+    pool = config.num_hidden_layers * sum(widths.values())
     per_group = neurons.group_by("group", "lang").agg(
-        n=pl.len(), kept=pl.col("selected").sum(), ap=pl.col("score").max()
-    )
+        n=pl.len(), kept=pl.col("selected").sum(), ap=pl.col("score").max(),
+        ranks=pl.col("rank").sort(), cut=pl.col("rank").filter("selected").max(),
+    )  # fmt: skip
     assert set(per_group["lang"]) == set(RELATION_LANGS)
     assert per_group["group"].n_unique() == 8  # the shipped relations
-    assert set(per_group["n"]) == {info["n_layers"] * info["n_neurons_per_layer"]}
-    assert set(per_group["kept"]) == {1}  # 3000 of LLaMA-2 7B's 352,256, scaled down: 1
+    assert set(per_group["n"]) == {pool}
+    kept = max(1, round(3000 * pool / 835584))  # 3000 of LLaMA-2 7B's 835,584, scaled down
+    assert set(per_group["kept"]) == {kept} and set(per_group["cut"]) == {kept}
+    assert all(ranks.to_list() == list(range(1, pool + 1)) for ranks in per_group["ranks"])
     assert ((per_group["ap"] > 0) & (per_group["ap"] <= 1)).all()
+    per_module = neurons.group_by("module").agg(pl.col("neuron").max() + 1)
+    assert dict(per_module.iter_rows()) == widths
+    evaluation = pl.read_parquet(finished / "results/evaluation/tiny-llama/relations.parquet")
+    random = evaluation.filter(pl.col("control") == "random")
+    assert set(random["control_draw"]) == {"uniform"}  # per layer and module
     overlap = pl.read_parquet(finished / "results/neurons/tiny-llama/relation_overlap.parquet")
     assert overlap.height == 8 * len(RELATION_LANGS) ** 2
     same = overlap.filter(pl.col("lang_a") == pl.col("lang_b"))
@@ -280,6 +307,7 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
             "evaluate_bli": 1,  # with each language's LAPE neurons off
             "plot_ablation": 2,  # lape, bli
             "plot_cross_method": 1,
+            "write_findings": 1,  # every evaluation feeds the findings
         }
         config_path.write_text(original + "ablation:\n  seeds: [0, 1]\n")
         # every deactivation has its random controls: all evaluations and their figures
@@ -290,6 +318,7 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
             "plot_relation_cumulativity": 1,
             "plot_xtransplant": 1,
             "plot_refusal": 1,
+            "write_findings": 1,
         }
         config_path.write_text(original + "overlap:\n  percentile: 0.9\n")
         assert planned_jobs(finished) == {
@@ -297,6 +326,7 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
             "plot_overlap_heatmap": 1,
             "evaluate_overlap": 1,
             "plot_ablation": 1,
+            "write_findings": 1,
         }
         config_path.write_text(original.replace("max_val: 4", "max_val: 4\n  kl_threshold: 0.5"))
         assert planned_jobs(finished) == {
@@ -304,6 +334,7 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
             "score_refusal": 1,
             "evaluate_refusal": 1,
             "plot_refusal": 1,
+            "write_findings": 1,
         }
         config_path.write_text(original + "task_neurons:\n  top_rate: 0.2\n")
         assert planned_jobs(finished) == {
@@ -312,6 +343,7 @@ def test_threshold_change_reruns_only_the_jobs_that_use_it(finished):
             "plot_ablation": 1,
             "plot_task_overlap": 1,
             "plot_cross_method": 1,
+            "write_findings": 1,
         }
         config_path.write_text(original.replace("max_texts: 100", "max_texts: 100\n    every: 2"))
         # another sample of the text: its probes and statistics, and everything found on them
@@ -392,7 +424,8 @@ def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models
         assert planned_jobs(finished) == {
             "prepare_model": 1,
             "extract_activations": len(LANGS) * 2,
-            "extract_examples": len(RELATION_LANGS),  # per-prompt activations for relations
+            # per-prompt outputs of the MLP projections for relations
+            "extract_pool_examples": len(RELATION_LANGS),
             "score_relations": 1,
             "extract_groups": len(VALUE_LANGS),  # statistics per value and condition
             "score_values": 1,
@@ -408,6 +441,7 @@ def test_adding_a_model_plans_only_its_jobs_and_the_figure(finished, tiny_models
             "plot_overlap_heatmap": 1,
             "plot_ablation": 4,
             **{f"plot_{name}": 1 for name in MODEL_FIGURES},
+            "write_findings": 1,
         }
     finally:
         config_path.write_text(original)
@@ -427,8 +461,9 @@ def test_swapping_a_model_then_back_reruns_nothing_for_the_kept_outputs(finished
         assert planned_jobs(finished) == {}
     finally:
         config_path.write_text(original)
-    # back to the first model: its neuron files are still valid, only the figure is rebuilt
-    assert planned_jobs(finished) == {"plot_overlap_heatmap": 1}
+    # back to the first model: its neuron files are still valid, only the figure and the
+    # findings (across models) are rebuilt
+    assert planned_jobs(finished) == {"plot_overlap_heatmap": 1, "write_findings": 1}
     snakemake(finished, "--cores", "2")
 
 

@@ -72,6 +72,7 @@ FLORES = config["probes"]["flores"]
 TEXT = config["probes"]["text"]
 TASKS = config["probes"]["tasks"]
 RELATION_PROBES = config["probes"]["relations"]
+RELATION_NEURONS = config["relation_neurons"]
 VALUE_PROBES = config["probes"]["values"]
 REFUSAL = config["probes"]["refusal"]
 TRANSLATOR_SETTINGS = config["translators"]
@@ -118,6 +119,17 @@ def model_params(wildcards):
     }
 
 
+def model_adapter(wildcards):
+    """The LoRA adapter file merged into a model when it is prepared ([] for none)."""
+    adapter = model_entry(config, wildcards.model).get("adapter")
+    return [str(resolve_path(adapter, workflow.basedir))] if adapter else []
+
+
+def chat_params(wildcards):
+    """What a chat model's prompts are wrapped in besides its template."""
+    return {"system_prompt": model_entry(config, wildcards.model).get("system_prompt")}
+
+
 def activation_shards(model, probe):
     return expand(
         "results/activations/{model}/{probe}/{lang}/part-{k}.parquet",
@@ -154,6 +166,7 @@ def all_targets():
         ),
         *expand("results/evaluation/{model}/refusal.parquet", model=CHAT_MODELS),
         *ALL_FIGURES,  # plots.smk: every figure, the report's contents
+        "results/findings.md",  # findings.smk: each seed claim measured, with a verdict
     ]
 
 

@@ -275,6 +275,7 @@ rule evaluate_refusal:
         **model_job(BUDGETS["evaluate_refusal"]),
     params:
         model=model_params,
+        chat=chat_params,
         languages=REFUSAL_LANGS,
         seeds=ABLATION["seeds"],
         addition_coeff=REFUSAL_DIRECTIONS["addition_coeff"],

@@ -50,9 +50,67 @@ rule extract_examples:
         max_batch_size=config["extraction"]["max_batch_size"],
         split=config["extraction"]["split"],
         count_tokens=lambda wc: config["probes"][wc.probe].get("count_tokens", "prompt"),
+        pool="activation",
         code=code_hash("extract_examples"),
     script:
         "../scripts/extract_examples.py"
+
+
+# relation neurons' reference pool: the outputs of the MLP's gate, up and down projections
+rule extract_pool_examples:
+    input:
+        model="resources/models/{model}",
+        probes="results/probes/{probe}/{lang}.parquet",
+    output:
+        "results/activations/{model}/{probe}/{lang}.pool.safetensors",
+    log:
+        "logs/extract_pool_examples/{model}/{probe}/{lang}.log",
+    benchmark:
+        "results/benchmarks/extract_pool_examples/{model}/{probe}/{lang}.tsv"
+    wildcard_constraints:
+        probe="relations",
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        **model_job(),
+    params:
+        model=model_params,
+        batch_tokens=config["extraction"]["batch_tokens"],
+        max_batch_size=config["extraction"]["max_batch_size"],
+        split=config["extraction"]["split"],
+        count_tokens=lambda wc: config["probes"][wc.probe].get("count_tokens", "prompt"),
+        pool="reference",
+        code=code_hash("extract_examples"),
+    script:
+        "../scripts/extract_examples.py"
+
+
+# the reference's positives: the relation prompts the model answers correctly
+rule answer_relations:
+    input:
+        model="resources/models/{model}",
+        probes="results/probes/relations/{lang}.parquet",
+    output:
+        "results/activations/{model}/relations/{lang}.answers.parquet",
+    log:
+        "logs/answer_relations/{model}/{lang}.log",
+    benchmark:
+        "results/benchmarks/answer_relations/{model}/{lang}.tsv"
+    conda:
+        "../../envs/polyneuron.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        **model_job(probe="relations"),
+    params:
+        model=model_params,
+        batch_tokens=config["extraction"]["batch_tokens"],
+        max_batch_size=config["extraction"]["max_batch_size"],
+        split=config["extraction"]["split"],
+        answer_prefix=LENS["relations_prefix"],
+        code=code_hash("answer_relations"),
+    script:
+        "../scripts/answer_relations.py"
 
 
 rule extract_groups:

@@ -3,6 +3,8 @@
 
 
 rule prepare_model:
+    input:
+        adapter=model_adapter,
     output:
         folder=directory("resources/models/{model}"),
         info="resources/model_info/{model}.json",
@@ -20,6 +22,7 @@ rule prepare_model:
             "trust_remote_code", False
         ),
         revision=lambda wc: model_entry(config, wc.model).get("revision"),
+        adapter=model_adapter,
         code=code_hash("prepare_model"),
     script:
         "../scripts/prepare_model.py"

@@ -102,9 +102,19 @@ rule score_relations:
             lang=RELATION_PROBES["languages"],
         ),
         examples=lambda wc: expand(
-            "results/activations/{model}/relations/{lang}.examples.safetensors",
+            "results/activations/{model}/relations/{lang}.{kind}.safetensors",
             model=wc.model,
             lang=RELATION_PROBES["languages"],
+            kind="pool" if RELATION_NEURONS["pool"] == "reference" else "examples",
+        ),
+        answers=lambda wc: (
+            expand(
+                "results/activations/{model}/relations/{lang}.answers.parquet",
+                model=wc.model,
+                lang=RELATION_PROBES["languages"],
+            )
+            if RELATION_NEURONS["positives"] == "correct"
+            else []
         ),
     output:
         neurons="results/neurons/{model}/relations.parquet",
@@ -122,10 +132,12 @@ rule score_relations:
     params:
         languages=RELATION_PROBES["languages"],
         split=config["extraction"]["split"],
-        negative_ratio=config["relation_neurons"]["negative_ratio"],
-        top_n=config["relation_neurons"]["top_n"],
-        reference_neurons=config["relation_neurons"]["reference_neurons"],
-        seed=config["relation_neurons"]["seed"],
+        pool=RELATION_NEURONS["pool"],
+        positives=RELATION_NEURONS["positives"],
+        negative_ratio=RELATION_NEURONS["negative_ratio"],
+        top_n=RELATION_NEURONS["top_n"],
+        reference_neurons=RELATION_NEURONS["reference_neurons"],
+        seed=RELATION_NEURONS["seed"],
         code=code_hash("score_relations"),
     script:
         "../scripts/score_relations.py"
@@ -238,6 +250,7 @@ rule find_refusal_direction:
         **model_job(BUDGETS["find_refusal_direction"]),
     params:
         model=model_params,
+        chat=chat_params,
         max_train=REFUSAL_DIRECTIONS["max_train"],
         max_val=REFUSAL_DIRECTIONS["max_val"],
         positions=REFUSAL_DIRECTIONS["positions"],

@@ -37,7 +37,7 @@ with script_log(snakemake.log[0]) as log:
             texts = test.filter(label=kind)["text"].to_list()[: p.max_prompts]
             if not texts:
                 raise PolyneuronError(f"{probe_path}: no {kind} prompts in split 'test'")
-            encoded[kind] = encode_chat(tokenizer, texts, wc.model)
+            encoded[kind] = encode_chat(tokenizer, texts, wc.model, p.chat["system_prompt"])
         phrases = read_phrases(phrase_path)
         tokens = refusal_token_ids(tokenizer, phrases)
         prompts[lang] = RefusalPrompts(encoded["harmful"], encoded["harmless"], phrases, tokens)

@@ -30,6 +30,9 @@ with script_log(snakemake.log[0]) as log:
             part = rows.filter(label=relation).slice(0, p.max_examples)
             prompts[relation] = (part["text"].to_list(), part["answers"].to_list())
         sets = {relation: neurons.filter(group=relation, lang=lang) for relation in prompts}
+        if all(frame.is_empty() for frame in sets.values()):
+            log.warning("%s: no relation has neurons (with relation_neurons.positives: correct, "
+                        "the model answered none of their training prompts)", lang)  # fmt: skip
         log.info("%s: %d relations, %d prompts", lang, len(prompts), sum(
             len(q[0]) for q in prompts.values()))  # fmt: skip
         frames.append(relation_matrix(

@@ -1,9 +1,11 @@
 """Per-example mean activations of one model on one language's probes:
 results/activations/{model}/{probe}/{lang}.examples.safetensors ([example, layer, neuron],
-float32, rows in the order of the probe file's rows of the extraction split)."""
+float32, rows in the order of the probe file's rows of the extraction split); with pool
+"reference", {lang}.pool.safetensors: the outputs of the MLP projections (gate, up, down) side by
+side in each layer's row, named with their widths in the metadata."""
 
 from polyneuron.logs import script_log
-from polyneuron.model.adapters import activation_modules, neurons_per_layer
+from polyneuron.model.adapters import ACT, decoder_layers, module_widths, reference_pool
 from polyneuron.model.batches import encode
 from polyneuron.model.extract import collect_example_means, read_split
 from polyneuron.model.load import load_job_model
@@ -19,8 +21,12 @@ with script_log(snakemake.log[0]) as log:
     if p.count_tokens == "word":
         spans = list(zip(probes["word_start"], probes["word_end"], strict=True))
     encoded = encode(tokenizer, probes["text"].to_list(), spans)
-    shape = (len(encoded), len(activation_modules(model)), neurons_per_layer(model.config))
-    metadata = {"probe": wc.probe, "lang": wc.lang, "split": p.split, "model": wc.model}
+    modules = reference_pool(model) if p.pool == "reference" else (ACT,)
+    widths = module_widths(model, modules)
+    shape = (len(encoded), len(decoder_layers(model)), sum(widths.values()))
+    metadata = {"probe": wc.probe, "lang": wc.lang, "split": p.split, "model": wc.model,
+                "modules": ",".join(modules),
+                "widths": ",".join(map(str, widths.values()))}  # fmt: skip
     output = snakemake.output[0]
     with safetensors_array(output, "activations", shape, "float32", metadata) as out:
         collect_example_means(
@@ -32,5 +38,7 @@ with script_log(snakemake.log[0]) as log:
             batch_tokens=p.batch_tokens,
             max_batch_size=p.max_batch_size,
             desc=f"{wc.model}/{wc.probe}/{wc.lang} examples",
+            modules=modules,
         )
-    log.info("%s: %d examples x %d layers x %d neurons", wc.lang, *shape)
+    log.info("%s: %d examples x %d layers x %d neurons (%s)", wc.lang, *shape,
+             ", ".join(f"{m} {w}" for m, w in widths.items()))  # fmt: skip

@@ -36,8 +36,9 @@ with script_log(snakemake.log[0]) as log:
         batch_size=p.batch_size,
     )
     found = find_refusal_direction(
-        model, tokenizer, probes, token_ids, device, settings, wc.model, wc.lang, inp.probes
-    )
+        model, tokenizer, probes, token_ids, device, settings, wc.model, wc.lang, inp.probes,
+        system_prompt=p.chat["system_prompt"],
+    )  # fmt: skip
     write_tensors(snakemake.output.tensors, found.tensors(), metadata=found.metadata())
     write_parquet(found.table, snakemake.output.table)
     log.info("%s; %.1f s", found.summary(), time.perf_counter() - started)

@@ -39,6 +39,29 @@ def test_template_parts_split_the_rendered_chat_around_the_instruction(chat_llam
     assert suffix == "</s><s>assistant:"
 
 
+def test_a_system_prompt_goes_before_every_instruction(chat_llama):
+    _, tokenizer = chat_llama
+    prefix, suffix = template_parts(tokenizer, "tiny", "Refuse harmful requests.")
+    assert prefix == "<s>system: Refuse harmful requests.</s><s>user: "
+    assert suffix == "</s><s>assistant:"
+    plain = encode_chat(tokenizer, HARMFUL, "tiny")
+    told = encode_chat(tokenizer, HARMFUL, "tiny", "Refuse harmful requests.")
+    assert told.n_post == plain.n_post
+    for a, b in zip(plain.input_ids, told.input_ids, strict=True):
+        assert len(b) > len(a) and b[-plain.n_post :] == a[-plain.n_post :]
+
+
+def test_a_template_that_drops_the_system_prompt_is_refused(chat_llama):
+    _, tokenizer = chat_llama
+    dropping = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    dropping.chat_template = (
+        "{% for message in messages %}{% if message['role'] != 'system' %}<s>"
+        "{{ message['content'] }}</s>{% endif %}{% endfor %}<s>assistant:"
+    )
+    with pytest.raises(PolyneuronError, match=r"drops the system prompt .*chat_models\.tiny"):
+        template_parts(dropping, "tiny", "Be safe.")
+
+
 def test_a_tokenizer_without_chat_template_is_refused():
     with pytest.raises(PolyneuronError, match="no chat template"):
         template_parts(tiny_tokenizer(), "base-model")

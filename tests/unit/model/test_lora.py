@@ -9,6 +9,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from polyneuron import PolyneuronError
+from polyneuron.model.load import ModelSpec, prepare_model
 from polyneuron.model.lora import apply_lora
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -221,3 +222,30 @@ def test_shipped_adapter_is_from_the_train_split_and_fits_smollm2():
     assert all(parts == {"A", "B"} for parts in modules.values())
     assert layers <= set(range(30)) and layers
     assert {m.rpartition(".")[2] for m in modules} == targets
+
+
+def test_a_configured_adapter_is_merged_when_the_model_is_prepared(tiny_models, tmp_path):
+    plain = AutoModelForCausalLM.from_pretrained(tiny_models["llama"]).eval()
+    names = ("model.layers.0.self_attn.q_proj", "model.layers.2.mlp.down_proj")
+    pairs = {name: lora_pair(plain.get_submodule(name), i) for i, name in enumerate(names)}
+    path = write_adapter(tmp_path / "adapter.safetensors", pairs)
+    spec = ModelSpec(name="tiny-planted", source=str(tiny_models["llama"]), adapter=str(path))
+    prepare_model(spec, tmp_path / "prepared")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "prepared").eval()
+    for name, (a, b) in pairs.items():
+        expected = plain.get_submodule(name).weight + SCALE * b @ a
+        torch.testing.assert_close(merged.get_submodule(name).weight, expected)
+    untouched = "model.layers.1.self_attn.q_proj"
+    assert torch.equal(
+        merged.get_submodule(untouched).weight, plain.get_submodule(untouched).weight
+    )
+
+
+def test_an_adapter_that_does_not_fit_names_the_config_key(tiny_models, tmp_path):
+    spec = ModelSpec(name="tiny-planted", source=str(tiny_models["llama"]), adapter=str(SHIPPED))
+    with pytest.raises(PolyneuronError, match=r"models\.tiny-planted\.adapter: .*is a Linear 32"):
+        prepare_model(spec, tmp_path / "prepared")
+    assert not (tmp_path / "prepared").exists()  # nothing half-written
+    missing = ModelSpec(name="m", source=str(tiny_models["llama"]), adapter="nope.safetensors")
+    with pytest.raises(PolyneuronError, match=r"models\.m\.adapter: .*'nope.safetensors' does"):
+        prepare_model(missing, tmp_path / "prepared")

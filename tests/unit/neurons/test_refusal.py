@@ -144,7 +144,19 @@ def test_selection_relaxes_the_steering_filter_then_kl_and_says_so():
     table = select_direction(candidates_table(), n_layers=5, kl_threshold=0.0)
     chosen = table.filter("selected").row(0, named=True)
     assert (chosen["position"], chosen["layer"]) == (-2, 0)
-    assert "steering and KL filters relaxed" in chosen["reason"]
+    assert "KL filter relaxed" in chosen["reason"]  # its steering score passes
+    # no candidate within the KL bound: one whose addition induces refusal comes before one
+    # that only breaks the model (a huge KL also silences refusals)
+    breaking = pl.DataFrame(
+        [(-1, 0, -3.0, -3.5, 5.2), (-1, 1, -0.1, 1.1, 1.7), (-1, 2, 0.8, 1.4, 0.3)],
+        schema=["position", "layer", "ablation_score", "steering_score", "kl"],
+        orient="row",
+    )
+    chosen = select_direction(breaking, n_layers=5).filter("selected").row(0, named=True)
+    assert chosen["layer"] == 1 and "KL filter relaxed" in chosen["reason"]
+    no_steering_at_all = breaking.with_columns(steering_score=pl.lit(-1.0))
+    chosen = select_direction(no_steering_at_all, n_layers=5).filter("selected").row(0, named=True)
+    assert chosen["layer"] == 0 and "steering and KL filters relaxed" in chosen["reason"]
     nothing = candidates_table().filter(pl.col("layer") == 4)
     with pytest.raises(PolyneuronError, match="no candidate"):
         select_direction(nothing, n_layers=5)

@@ -1,5 +1,6 @@
-"""Relation neurons: average precision against a hand count, sampling, top-N, every neuron's
-scores per relation and the overlap of languages' relation neurons."""
+"""Relation neurons: average precision against a hand count, sampling, the pool and its top-N,
+every neuron's scores per relation and module, positives limited to correctly answered prompts,
+ties in a seeded order, and the overlap of languages' relation neurons."""
 
 import logging
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from polyneuron.neurons.relations import (
+    POOLS,
     average_precision,
     classification_rows,
     relation_neurons,
@@ -61,9 +63,14 @@ def test_negatives_are_four_times_the_positives_from_other_relations():
     assert len(few) == 7  # fewer negatives than 4x: all of them
 
 
-def test_top_n_is_scaled_to_the_model():
-    assert scaled_top_n(3000, 32 * 11008) == 3000
-    assert scaled_top_n(3000, 18 * 2048) == round(3000 * 36864 / 352256)
+def test_top_n_is_scaled_from_the_reference_pool_to_the_model_s():
+    # LLaMA-2 7B: 32 layers x (gate 11008 + up 11008 + down 4096); act_fn(gate) alone: 32 x 11008
+    assert POOLS == {"reference": 835584, "activation": 352256}
+    assert scaled_top_n(3000, 835584) == 3000
+    # Gemma 3 270M's pool: 18 x (2048 + 2048 + 640) = 85,248; 3000 x 85248 / 835584 = 306.06
+    assert scaled_top_n(3000, 18 * (2048 + 2048 + 640)) == 306
+    assert scaled_top_n(3000, 32 * 11008, POOLS["activation"]) == 3000
+    assert scaled_top_n(3000, 18 * 2048, POOLS["activation"]) == 314  # 3000 x 36864 / 352256
     assert scaled_top_n(3000, 10) == 1
 
 
@@ -75,9 +82,11 @@ def test_relation_neurons_score_every_neuron_and_select_the_top(caplog):
     with caplog.at_level(logging.INFO, logger="polyneuron"):
         frame, masks = relation_neurons(acts, labels, "de", top_n=1, reference=6, ratio=4)
     assert frame.schema == pl.Schema(
-        {"layer": pl.Int32, "neuron": pl.Int32, "group": pl.String, "lang": pl.String,
-         "score": pl.Float64, "selected": pl.Boolean}
+        {"layer": pl.Int32, "module": pl.String, "neuron": pl.Int32, "group": pl.String,
+         "lang": pl.String, "score": pl.Float64, "rank": pl.Int64, "selected": pl.Boolean}
     )  # fmt: skip
+    assert set(frame["module"]) == {"act"}
+    assert frame.filter("selected")["rank"].to_list() == [1, 1]
     assert frame.height == 2 * 6 and set(frame["lang"]) == {"de"}
     best = frame.filter("selected").select("group", "layer", "neuron").rows()
     assert best == [("a", 0, 1), ("b", 1, 2)]  # k = round(1 * 6 / 6) = 1 per relation
@@ -109,3 +118,61 @@ def test_relation_overlap_compares_each_relations_languages():
         ("a", "en", "de", 2, 2, 1, 1 / 3),
         ("a", "en", "en", 2, 2, 2, 1.0),
     ]
+
+
+def test_each_neuron_row_names_its_module_and_index_within_it():
+    # two layers of [gate 2 | up 2 | down 1] side by side; one neuron ranks a's prompts first
+    labels = ["a", "a", "b", "b"]
+    acts = torch.zeros(4, 2, 5)
+    acts[:, 1, 4] = torch.tensor([3.0, 2.0, 1.0, 0.0])  # layer 1, down neuron 0
+    modules = [("gate", 2), ("up", 2), ("down", 1)]
+    frame, masks = relation_neurons(acts, labels, "en", top_n=1, reference=10, modules=modules)
+    a = frame.filter(group="a")
+    assert a.select("layer", "module", "neuron").rows() == [
+        (layer, module, i) for layer in (0, 1) for module, w in modules for i in range(w)
+    ]
+    assert a.filter("selected").select("layer", "module", "neuron").rows() == [(1, "down", 0)]
+    assert masks["a"].nonzero().flatten().tolist() == [9]  # flat over layer and pool
+    with pytest.raises(ValueError, match="add up"):
+        relation_neurons(acts, labels, "en", top_n=1, modules=[("gate", 2), ("down", 1)])
+
+
+def test_only_correctly_answered_prompts_are_positives(caplog):
+    labels = ["a", "a", "a", "b", "b", "b", "c", "c"]
+    correct = [True, False, True, False, False, False, True, True]
+    # neuron 0 ranks a's answered prompts (0, 2) first and a's unanswered one (1) last: AP 1
+    # when prompt 1 is left out, below 1 when it counts
+    acts = torch.zeros(8, 1, 2)
+    acts[:, 0, 0] = torch.tensor([9.0, -9.0, 8.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    with caplog.at_level(logging.INFO, logger="polyneuron"):
+        frame, masks = relation_neurons(acts, labels, "de", top_n=1, reference=2, correct=correct)
+    assert frame.filter(group="a", neuron=0)["score"].item() == pytest.approx(1.0)
+    assert "de a: 2 of 3 prompts answered correctly kept as positives" in caplog.text
+    assert "de b: 0 of 3 prompts answered correctly kept as positives" in caplog.text
+    assert "de b: no prompt answered correctly; no neurons" in caplog.text
+    assert sorted(set(frame["group"])) == ["a", "c"] and sorted(masks) == ["a", "c"]
+    # negatives come from every prompt of the other relations, answered or not: 4 x 2 of 5
+    rows, truth = classification_rows(labels, "a", 4, 0, correct)
+    assert rows[:2] == [0, 2] and truth == [True] * 2 + [False] * 5 and 1 not in rows
+    everything, _ = relation_neurons(acts, labels, "de", top_n=1, reference=2)
+    assert everything.filter(group="a", neuron=0)["score"].item() < 1
+
+
+def test_tied_scores_are_selected_in_a_seeded_random_order_over_all_layers():
+    labels = ["a"] * 4 + ["b"] * 4
+    acts = torch.ones(8, 6, 10)  # every neuron ties with every other (AP 0.5)
+    picks = {}
+    for seed in (0, 1):
+        frame, _ = relation_neurons(acts, labels, "en", top_n=12, reference=60, seed=seed)
+        chosen = frame.filter(group="a", selected=True)
+        picks[seed] = sorted(chosen.select("layer", "neuron").rows())
+        again, _ = relation_neurons(acts, labels, "en", top_n=12, reference=60, seed=seed)
+        assert (
+            sorted(again.filter(group="a", selected=True).select("layer", "neuron").rows())
+            == (picks[seed])
+        )
+        assert len(picks[seed]) == 12
+        # a layer order would take layer 0's ten neurons and two of layer 1's
+        assert len({layer for layer, _ in picks[seed]}) > 2
+        assert sorted(frame.filter(group="a")["rank"].to_list()) == list(range(1, 61))
+    assert picks[0] != picks[1]

@@ -120,6 +120,15 @@ def test_plot_value_shifts_draws_a_panel_per_language(tmp_path):
     assert "value neurons off" in fig.get_suptitle()
 
 
+def test_a_relation_table_without_rows_draws_a_figure_that_says_why(tmp_path):
+    table = ablation_table(["P17"], ["P17"], "accuracy", {"fraction": [1.0]}).clear()
+    path = tmp_path / "relation_cumulativity.pdf"
+    fig = plot_relation_cumulativity(table, "m", path)
+    assert_pdf(path)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any("no relation has neurons" in t for t in texts)
+
+
 def test_plot_relation_cumulativity_draws_own_and_dashed_random_lines(tmp_path):
     table = ablation_table(["P17", "P19", "P36"], ["P17", "P19", "P36"], "accuracy",
                            {"fraction": [0.1, 0.5, 1.0]})  # fmt: skip

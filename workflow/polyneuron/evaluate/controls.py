@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polyneuron.evaluate.interventions import NeuronSet, _check_set, random_control
+from polyneuron.evaluate.interventions import (
+    ModuleNeurons,
+    NeuronSet,
+    _check_set,
+    module_control,
+    random_control,
+)
 from polyneuron.neurons.stats import read_language
 
 __all__ = [
@@ -57,12 +63,22 @@ class Controls:
         if self.draw == "matched" and self.bins is None:
             raise ValueError("matched controls need activation-level bins")
 
-    def draw_for(self, neurons: NeuronSet, n_neurons: int, seed: int) -> NeuronSet:
-        """The control set of ``neurons`` for ``seed``."""
+    def draw_for(
+        self, neurons: NeuronSet | ModuleNeurons, n_neurons: int, seed: int
+    ) -> NeuronSet | ModuleNeurons:
+        """The control set of ``neurons`` for ``seed``. :class:`ModuleNeurons` are drawn per
+        layer and module (:func:`~polyneuron.evaluate.interventions.module_control`): activation
+        levels exist only for the activation module's neurons."""
+        if isinstance(neurons, ModuleNeurons):
+            return module_control(neurons, seed)
         if self.draw == "matched":
             assert self.bins is not None
             return matched_control(neurons, self.bins, seed)
         return random_control(neurons, n_neurons, seed)
+
+    def draw_name(self, neurons: NeuronSet | ModuleNeurons) -> str:
+        """How :meth:`draw_for` draws the control of ``neurons`` (the ``control_draw`` column)."""
+        return "uniform" if isinstance(neurons, ModuleNeurons) else self.draw
 
 
 def level_bins(levels: torch.Tensor, n_bins: int = 10) -> torch.Tensor:

@@ -8,6 +8,9 @@ on exit (also when the body raises); it composes with the steering hooks of
   :mod:`polyneuron.model.adapters` defines a neuron) to zero (LAPE), to their mean activation, or
   scales them (value neurons: ×5);
 - :func:`random_control` draws a same-size random neuron set per layer, the control condition;
+- :class:`ModuleNeurons`: a set over the outputs of named modules (the MLP projections of
+  relation neurons), which :func:`deactivate_neurons` hooks, and :func:`module_control` its
+  control, drawn per layer and module;
 - :func:`neuron_set_from_frame` reads a :data:`NeuronSet` from a neuron table;
 - :class:`Operation` and :func:`apply_operations`: disjoint sets with operations of their own
   in one intervention (the value neurons' reference: support-only ×5, conflict-only zeroed), and
@@ -25,17 +28,21 @@ import torch
 from torch import nn
 
 from polyneuron.model.adapters import (
+    ACT,
     activation_modules,
+    module_outputs,
     neurons_per_layer,
 )
 
 __all__ = [
     "MODES",
+    "ModuleNeurons",
     "NeuronSet",
     "Operation",
     "apply_operations",
     "deactivate_neurons",
     "merge_sets",
+    "module_control",
     "neuron_set_from_frame",
     "random_control",
     "split_like",
@@ -45,6 +52,22 @@ __all__ = [
 NeuronSet = dict[int, torch.Tensor]
 
 MODES = ("zero", "mean", "scale")
+
+
+@dataclass(frozen=True)
+class ModuleNeurons:
+    """A neuron set over the outputs of named modules
+    (:func:`polyneuron.model.adapters.module_outputs`: ``gate``, ``up``, ``down``, ``act``):
+    module -> :data:`NeuronSet`, with each module's output width (``widths``)."""
+
+    sets: Mapping[str, NeuronSet]
+    widths: Mapping[str, int]
+
+    def __post_init__(self) -> None:
+        for module, neurons in self.sets.items():
+            if module not in self.widths:
+                raise ValueError(f"no width for module {module!r}")
+            _check_set(neurons, self.widths[module])
 
 
 # --------------------------------------------------------------------------- neuron sets
@@ -101,15 +124,17 @@ def random_control(
     n_neurons: int,
     seed: int,
     exclude: bool = True,
+    generator: torch.Generator | None = None,
 ) -> NeuronSet:
     """As many neurons per layer as ``neurons`` has, drawn uniformly without replacement from
     ``range(n_neurons)`` — and from outside ``neurons`` when ``exclude``.
 
-    One ``torch.Generator`` seeded with ``seed`` draws the layers in ascending order (a random
-    permutation of the candidates, its first k), so a seed gives the same set every time. A
-    layer's count is that of its distinct indices; indices come back sorted."""
+    One ``torch.Generator`` seeded with ``seed`` (or ``generator``, going on from its state)
+    draws the layers in ascending order (a random permutation of the candidates, its first k),
+    so a seed gives the same set every time. A layer's count is that of its distinct indices;
+    indices come back sorted."""
     checked = _check_set(neurons, n_neurons)
-    generator = torch.Generator().manual_seed(seed)
+    generator = generator or torch.Generator().manual_seed(seed)
     out: NeuronSet = {}
     for layer in sorted(checked):
         taken = torch.unique(checked[layer])
@@ -129,13 +154,25 @@ def random_control(
     return out
 
 
+def module_control(neurons: ModuleNeurons, seed: int, exclude: bool = True) -> ModuleNeurons:
+    """As many neurons per layer *and module* as ``neurons`` has, each module's drawn as
+    :func:`random_control` draws them (uniformly within that layer's output of the module);
+    one generator seeded with ``seed`` draws the modules in name order."""
+    generator = torch.Generator().manual_seed(seed)
+    drawn = {}
+    for module in sorted(neurons.sets):
+        width = neurons.widths[module]
+        drawn[module] = random_control(neurons.sets[module], width, seed, exclude, generator)
+    return ModuleNeurons({m: drawn[m] for m in neurons.sets}, neurons.widths)
+
+
 # --------------------------------------------------------------------------- deactivation
 
 
 @contextmanager
 def deactivate_neurons(
     model: nn.Module,
-    neurons: Mapping[int, torch.Tensor | Sequence[int]],
+    neurons: Mapping[int, torch.Tensor | Sequence[int]] | ModuleNeurons,
     mode: str = "zero",
     *,
     factor: float = 0.0,
@@ -147,11 +184,40 @@ def deactivate_neurons(
     (a ``[neurons_per_layer]`` vector of mean activations, indexed by the set), ``"scale"``
     multiplies them by ``factor``. The hook is on each layer's activation module, so the
     down projection (GPT-2: ``c_proj``) reads the changed values; for gated MLPs it reads
-    ``changed * up``."""
+    ``changed * up``. :class:`ModuleNeurons` hook each named module's output instead (a
+    ``down`` neuron is one coordinate of the MLP's contribution to the residual stream);
+    means exist only for ``act``."""
+    if isinstance(neurons, ModuleNeurons):
+        other = sorted(set(neurons.sets) - {ACT})
+        if mode == "mean" and other:
+            raise ValueError(
+                "mode 'mean' needs each neuron's mean output, known only for the activation "
+                f"module's neurons, not for {other}: use zero or scale"
+            )
+        hooked = module_outputs(model, list(neurons.sets))
+        with ExitStack() as stack:
+            for module, chosen in neurons.sets.items():
+                stack.enter_context(_overwrite(hooked[module], neurons.widths[module], chosen,
+                                               mode, factor, means))  # fmt: skip
+            yield
+        return
+    with _overwrite(activation_modules(model), neurons_per_layer(model.config), neurons, mode,
+                    factor, means):  # fmt: skip
+        yield
+
+
+@contextmanager
+def _overwrite(
+    modules: Sequence[nn.Module],
+    width: int,
+    neurons: Mapping[int, torch.Tensor | Sequence[int]],
+    mode: str,
+    factor: float,
+    means: Mapping[int, torch.Tensor] | None,
+) -> Iterator[None]:
+    """:func:`deactivate_neurons` on the outputs (``width`` wide) of one module per layer."""
     if mode not in MODES:
         raise ValueError(f"unknown deactivation mode {mode!r}: expected one of {MODES}")
-    modules = activation_modules(model)
-    width = neurons_per_layer(model.config)
     checked = _check_set(neurons, width, len(modules))
     fills: dict[int, torch.Tensor] = {}
     if mode == "mean":
@@ -204,13 +270,27 @@ class Operation:
     """One part of an intervention: ``neurons`` under ``mode`` (and ``factor`` for ``scale``),
     as :func:`deactivate_neurons` takes them."""
 
-    neurons: NeuronSet
+    neurons: NeuronSet | ModuleNeurons
     mode: str = "zero"
     factor: float = 0.0
 
 
-def merge_sets(sets: Sequence[Mapping[int, torch.Tensor]]) -> NeuronSet:
-    """The union of neuron sets, each layer's indices sorted and distinct."""
+def n_chosen(neurons: Mapping[int, torch.Tensor] | ModuleNeurons) -> int:
+    """Indices in a set, over its layers (and modules), repeats counted."""
+    if isinstance(neurons, ModuleNeurons):
+        return sum(n_chosen(part) for part in neurons.sets.values())
+    return sum(int(torch.as_tensor(v).numel()) for v in neurons.values())
+
+
+def merge_sets(sets: Sequence[Mapping[int, torch.Tensor] | ModuleNeurons]) -> NeuronSet:
+    """The union of neuron sets, each layer's indices sorted and distinct (of
+    :class:`ModuleNeurons`: module by module)."""
+    if sets and all(isinstance(neurons, ModuleNeurons) for neurons in sets):
+        modules = dict.fromkeys(m for neurons in sets for m in neurons.sets)
+        widths = {m: w for neurons in sets for m, w in neurons.widths.items()}
+        return ModuleNeurons(  # type: ignore[return-value]
+            {m: merge_sets([n.sets[m] for n in sets if m in n.sets]) for m in modules}, widths
+        )
     out: dict[int, list[torch.Tensor]] = {}
     for neurons in sets:
         for layer, idx in neurons.items():
@@ -224,7 +304,13 @@ def split_like(
     """``control`` (a set of as many neurons per layer as ``parts`` together) split into parts
     with the same operations and per-layer counts: within a layer, the parts' neurons ordered by
     activation-level bin (``bins[layer, neuron]``; none: by index) are paired in order with the
-    control's, so each part's control sits at the levels that part sits at."""
+    control's, so each part's control sits at the levels that part sits at. :class:`ModuleNeurons`
+    come in one part, which takes the whole control."""
+    if isinstance(control, ModuleNeurons) or any(isinstance(op.neurons, ModuleNeurons)
+                                                  for op in parts):  # fmt: skip
+        if len(parts) != 1:
+            raise ValueError("a set of module outputs' neurons is one part, not several")
+        return (Operation(control, parts[0].mode, parts[0].factor),)  # type: ignore[arg-type]
     merged = merge_sets([op.neurons for op in parts])
     if sum(sum(int(v.numel()) for v in op.neurons.values()) for op in parts) != sum(
         int(v.numel()) for v in merged.values()
@@ -268,7 +354,7 @@ def apply_operations(
     neurons, so their order does not matter)."""
     with ExitStack() as stack:
         for op in operations:
-            if any(int(v.numel()) for v in op.neurons.values()):
+            if n_chosen(op.neurons):
                 stack.enter_context(
                     deactivate_neurons(model, op.neurons, op.mode, factor=op.factor, means=means)
                 )

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from polyneuron.evaluate.bootstrap import _as_numpy, paired_delta_ci
 from polyneuron.evaluate.controls import Controls
 from polyneuron.evaluate.interventions import (
+    ModuleNeurons,
     NeuronSet,
     Operation,
     apply_operations,
@@ -77,8 +78,10 @@ def _check_control(control: str, seed: int | None) -> None:
         raise ValueError(f"control {control!r} takes {'no' if control == 'none' else 'a'} seed")
 
 
-def set_size(neurons: NeuronSet) -> int:
-    """Distinct neurons of a set, over all its layers."""
+def set_size(neurons: NeuronSet | ModuleNeurons) -> int:
+    """Distinct neurons of a set, over all its layers (and modules)."""
+    if isinstance(neurons, ModuleNeurons):
+        return sum(set_size(part) for part in neurons.sets.values())
     return sum(int(torch.unique(torch.as_tensor(v)).numel()) for v in neurons.values())
 
 
@@ -176,7 +179,10 @@ def intervention_matrix(
 
     A set may instead be a sequence of :class:`Operation` (disjoint parts, each with its own
     operation; ``mode``/``factor`` then do not apply to it): its control is drawn for the parts
-    together and split among them as they are split (:func:`split_like`).
+    together and split among them as they are split (:func:`split_like`). A set of
+    :class:`ModuleNeurons` (neurons of named modules' outputs) gets its control per layer and
+    module (:func:`polyneuron.evaluate.interventions.module_control`, ``control_draw``
+    "uniform").
 
     A set without neurons is logged and skipped. Rows are ordered by intervened set (``sets``'
     order) and condition (the set, then the seeds in order). ``progress``, when given, is
@@ -185,7 +191,7 @@ def intervention_matrix(
     means = controls.means if controls.means is not None else means
     width = neurons_per_layer(model.config)
     parts = {
-        name: tuple(s) if not isinstance(s, Mapping) else (Operation(s, mode, factor),)
+        name: (Operation(s, mode, factor),) if isinstance(s, Mapping | ModuleNeurons) else tuple(s)
         for name, s in sets.items()
     }
     active = {name: ops for name, ops in parts.items() if set_size(_union(ops)) > 0}
@@ -213,7 +219,7 @@ def intervention_matrix(
                 if progress is None:
                     bar.update(1)
                 frame = rows(name, baseline, scored, set_size(_union(chosen)), control, seed)
-                draw = controls.draw if control == "random" else None
+                draw = controls.draw_name(chosen[0].neurons) if control == "random" else None
                 frames.append(frame.with_columns(control_draw=pl.lit(draw, pl.String)))
     if not frames:
         return pl.DataFrame(schema=ABLATION_SCHEMA)

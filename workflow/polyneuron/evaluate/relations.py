@@ -4,11 +4,16 @@ random controls.
 
 ``accuracy`` is whether the greedy token after the prompt is the first token of one of the
 object's accepted answers (:func:`prefix_hits`); :func:`top_fraction` picks a relation's top
-neurons and :func:`relation_matrix` runs it all into :data:`RELATION_SCHEMA` rows.
+neurons (of the activation function, or of the MLP projections' outputs) and
+:func:`relation_matrix` runs it all into :data:`RELATION_SCHEMA` rows. :func:`prefix_accuracy`
+with ``n_tokens=2`` is the reference's test of a prompt the model answers correctly (its 2
+greedy tokens, :func:`greedy_tokens`, form a prefix of an accepted object,
+:func:`sequence_hits`), which picks the positives of relation neurons.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,7 +23,7 @@ from torch import nn
 
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.controls import Controls
-from polyneuron.evaluate.interventions import NeuronSet, neuron_set_from_frame
+from polyneuron.evaluate.interventions import ModuleNeurons, NeuronSet, neuron_set_from_frame
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA
 from polyneuron.evaluate.scoring import (
     NextTokens,
@@ -27,15 +32,23 @@ from polyneuron.evaluate.scoring import (
     _matrix,
     next_token_scores,
 )
+from polyneuron.model.adapters import ACT, MODULE_NAMES, module_widths
 from polyneuron.model.batches import Encoded, encode
-from polyneuron.neurons.logit_lens import answer_prefix_for, answer_token_ids, lens_prompt
+from polyneuron.neurons.logit_lens import (
+    answer_prefix_for,
+    answer_token_ids,
+    answer_token_sequences,
+    lens_prompt,
+)
 
 __all__ = [
     "RELATION_SCHEMA",
     "encode_cloze",
+    "greedy_tokens",
     "prefix_accuracy",
     "prefix_hits",
     "relation_matrix",
+    "sequence_hits",
     "top_fraction",
 ]
 
@@ -65,10 +78,51 @@ def encode_cloze(
     return _last_only(encode(tokenizer, texts)), gold
 
 
+def sequence_hits(generated: torch.Tensor, gold: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
+    """Per prompt, 1.0 when its greedy tokens (``generated[prompt, n]``) start with one of its
+    ``gold`` token sequences cut to ``n`` tokens: the generated tokens form a prefix of an
+    accepted answer (an answer of fewer tokens than ``n`` needs only its own)."""
+    rows = generated.tolist()
+    n = generated.shape[1] if generated.ndim == 2 else 0
+    return np.array(
+        [float(any(row[: len(s[:n])] == list(s[:n]) for s in g if len(s)))
+         for row, g in zip(rows, gold, strict=True)]
+    )  # fmt: skip
+
+
 def prefix_hits(scores: NextTokens, gold: Sequence[Sequence[int]]) -> np.ndarray:
     """Per prompt (one scored position each): 1.0 when the greedy token is one of ``gold``'s."""
-    top1 = scores.top1.tolist()
-    return np.array([float(t in set(g)) for t, g in zip(top1, gold, strict=True)])
+    return sequence_hits(scores.top1[:, None], [[(t,) for t in g] for g in gold])
+
+
+def greedy_tokens(
+    model: nn.Module,
+    encoded: Sequence[Encoded],
+    n_tokens: int,
+    pad_id: int,
+    device: torch.device,
+    batch_tokens: int = 4096,
+    max_batch_size: int = 64,
+) -> torch.Tensor:
+    """``[prompt, n_tokens]``: the model's greedy continuation of each prompt (scored at its
+    last token, as :func:`encode_cloze` encodes), one :func:`next_token_scores` pass per
+    token, each appending the token before."""
+    steps = []
+    current = list(encoded)
+    for step in range(n_tokens):
+        scores = next_token_scores(
+            model, current, [[[]] for _ in current], pad_id, device, batch_tokens, max_batch_size
+        )
+        steps.append(scores.top1)
+        if step + 1 < n_tokens:
+            grown = [
+                Encoded(array(e.input_ids.typecode, [*e.input_ids, t]), e.counted)
+                for e, t in zip(current, scores.top1.tolist(), strict=True)
+            ]
+            current = _last_only(grown)
+    if not steps:
+        return torch.zeros((len(encoded), 0), dtype=torch.long)
+    return torch.stack(steps, dim=1)
 
 
 def prefix_accuracy(
@@ -81,28 +135,55 @@ def prefix_accuracy(
     device: torch.device,
     batch_tokens: int = 4096,
     max_batch_size: int = 64,
+    n_tokens: int = 1,
 ) -> np.ndarray:
-    """Per cloze prompt, whether the model's greedy next token starts an accepted answer."""
-    encoded, gold = encode_cloze(tokenizer, prompts, answers, answer_prefix)
-    scores = next_token_scores(
-        model, encoded, [[[]] for _ in encoded], pad_id, device, batch_tokens, max_batch_size
+    """Per cloze prompt, whether the model's ``n_tokens`` greedy tokens form a prefix of an
+    accepted answer (:func:`sequence_hits`; 1: the next token starts one, the evaluation's
+    accuracy; 2: the reference's test of a prompt the model answers correctly)."""
+    if n_tokens < 1:
+        raise ValueError(f"n_tokens must be positive, not {n_tokens}")
+    encoded, _ = encode_cloze(tokenizer, prompts, answers, answer_prefix)
+    gold = [
+        answer_token_sequences(tokenizer, prompt, answer_prefix, list(accepted), n_tokens)
+        for prompt, accepted in zip(prompts, answers, strict=True)
+    ]
+    generated = greedy_tokens(
+        model, encoded, n_tokens, pad_id, device, batch_tokens, max_batch_size
     )
-    return prefix_hits(scores, gold)
+    return sequence_hits(generated, gold)
 
 
-def top_fraction(frame: pl.DataFrame, fraction: float) -> NeuronSet:
+def top_fraction(
+    frame: pl.DataFrame, fraction: float, widths: Mapping[str, int] | None = None
+) -> NeuronSet | ModuleNeurons:
     """The top ``fraction`` of a group's selected neurons (``selected`` true; every row without
-    that column) by ``score``, ties to the lower (layer, neuron): ``round(fraction · n)`` of
-    them, at least one. Smaller fractions give subsets of larger ones."""
+    that column): ``round(fraction · n)`` of them, at least one, by ``rank`` (the seeded order
+    of :func:`polyneuron.neurons.relations.relation_neurons`, ties at random) where the frame
+    has it, else by ``score`` with ties to the lower (layer, neuron). Smaller fractions give
+    subsets of larger ones. A frame whose ``module`` column names projections (not only
+    ``act``) gives :class:`~polyneuron.evaluate.interventions.ModuleNeurons` of those modules,
+    whose output ``widths`` it then needs."""
     if not 0 < fraction <= 1:
         raise PolyneuronError(f"fraction must lie in (0, 1], not {fraction}")
+    modules = frame["module"].unique().sort().to_list() if "module" in frame.columns else [ACT]
     if "selected" in frame.columns:
         frame = frame.filter(pl.col("selected"))
     if frame.is_empty():
         return {}
     k = max(1, round(fraction * frame.height))
-    ranked = frame.sort(["score", "layer", "neuron"], descending=[True, False, False])
-    return neuron_set_from_frame(ranked.head(k).select("layer", "neuron"))
+    if "rank" in frame.columns:
+        ranked = frame.sort("rank")
+    else:
+        ranked = frame.sort(["score", "layer", "neuron"], descending=[True, False, False])
+    top = ranked.head(k)
+    if modules == [ACT]:
+        return neuron_set_from_frame(top.select("layer", "neuron"))
+    if widths is None:
+        raise ValueError(f"neurons of modules {modules} need the modules' output widths")
+    return ModuleNeurons(
+        {m: neuron_set_from_frame(top.filter(module=m).select("layer", "neuron")) for m in modules},
+        {m: widths[m] for m in modules},
+    )
 
 
 def relation_matrix(
@@ -135,9 +216,12 @@ def relation_matrix(
     prefix = answer_prefix_for(answer_prefix, lang)
     encoded, gold = encode_cloze(tokenizer, texts, answers, prefix)
     candidates = [[[]] for _ in encoded]
+    widths = module_widths(model, MODULE_NAMES)
     frames = []
     for fraction in fractions:
-        sets = {relation: top_fraction(frame, fraction) for relation, frame in neurons.items()}
+        sets = {
+            relation: top_fraction(frame, fraction, widths) for relation, frame in neurons.items()
+        }
         frame = _matrix(
             model, sets, encoded, candidates, keys,
             lambda scores: {"accuracy": prefix_hits(scores, gold)},

@@ -5,10 +5,16 @@ gated MLPs (Gemma, Llama, Qwen2, Mistral), the activation function's output for 
 MLPs. Hooking the activation *module* gives exactly that quantity; a hook on the MLP's output
 or on ``down_proj``'s input would give ``act_fn(gate) * up`` instead, which is not what LAPE
 counts.
+
+Relation-specific neurons (arXiv 2502.17355) draw on a wider pool, the outputs of the MLP's
+projections (:func:`module_outputs`): ``gate_proj``, ``up_proj`` and ``down_proj`` of gated
+MLPs; GPT-2-style MLPs have no gate, so their pool is the in-projection ``c_fc`` (called
+``up``) and the out-projection ``c_proj`` (``down``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +36,13 @@ class FamilyAdapter:
     writer_paths: tuple[str, ...] = ("self_attn", "mlp")
     #: attribute paths, from the decoder body, to the final norm (first match wins)
     norm_paths: tuple[str, ...] = ("norm", "language_model.norm")
+    #: (module name, attribute path from one block) of the MLP projections whose outputs are the
+    #: relation neurons' pool, in the order the forward pass runs them
+    pool_paths: tuple[tuple[str, str], ...] = (
+        ("gate", "mlp.gate_proj"),
+        ("up", "mlp.up_proj"),
+        ("down", "mlp.down_proj"),
+    )
 
 
 ADAPTERS: tuple[FamilyAdapter, ...] = (
@@ -52,7 +65,15 @@ ADAPTERS: tuple[FamilyAdapter, ...] = (
     FamilyAdapter("mistral", ("mistral",), ("layers",), "mlp.act_fn"),
     FamilyAdapter("qwen2", ("qwen2",), ("layers",), "mlp.act_fn"),
     FamilyAdapter("qwen3", ("qwen3",), ("layers",), "mlp.act_fn"),
-    FamilyAdapter("gpt2", ("gpt2",), ("h",), "mlp.act", ("attn", "mlp"), ("ln_f",)),
+    FamilyAdapter(
+        "gpt2",
+        ("gpt2",),
+        ("h",),
+        "mlp.act",
+        ("attn", "mlp"),
+        ("ln_f",),
+        pool_paths=(("up", "mlp.c_fc"), ("down", "mlp.c_proj")),
+    ),
 )
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(t for a in ADAPTERS for t in a.model_types)
@@ -109,6 +130,45 @@ def activation_modules(model: nn.Module) -> list[nn.Module]:
     return modules  # type: ignore[return-value]
 
 
+#: the activation module's output, the neurons of every method (:func:`activation_modules`)
+ACT = "act"
+#: every module name :func:`module_outputs` knows
+MODULE_NAMES = (ACT, "gate", "up", "down")
+
+
+def reference_pool(model: nn.Module) -> tuple[str, ...]:
+    """The projections whose outputs are a relation neuron's pool, in forward order: gate, up,
+    down (GPT-2-style MLPs: up = ``c_fc``, down = ``c_proj``)."""
+    return tuple(name for name, _ in adapter_for(model.config.model_type).pool_paths)
+
+
+def module_outputs(model: nn.Module, names: Sequence[str]) -> dict[str, list[nn.Module]]:
+    """Per module name (:data:`MODULE_NAMES`), that module in every layer, in layer order; a
+    name the family's MLP lacks (GPT-2 has no gate) fails naming the model and the ones it has."""
+    adapter = adapter_for(model.config.model_type)
+    paths = dict(adapter.pool_paths)
+    out = {}
+    for name in names:
+        if name == ACT:
+            out[name] = activation_modules(model)
+            continue
+        if name not in paths:
+            raise PolyneuronError(
+                f"{adapter.family} model {type(model).__name__} has no {name!r} projection "
+                f"output: its MLP has {', '.join([ACT, *paths])}"
+            )
+        out[name] = [_get_path(layer, paths[name]) for layer in decoder_layers(model)]
+    return out  # type: ignore[return-value]
+
+
+def module_widths(model: nn.Module, names: Sequence[str]) -> dict[str, int]:
+    """Per module name, the width of its output: the FFN width, the model width for down."""
+    return {
+        name: hidden_size(model.config) if name == "down" else neurons_per_layer(model.config)
+        for name in names
+    }
+
+
 def residual_writers(model: nn.Module) -> list[list[nn.Module]]:
     """Per layer, the modules whose outputs the block adds to the residual stream."""
     adapter = adapter_for(model.config.model_type)
@@ -147,6 +207,15 @@ def neurons_per_layer(config: object) -> int:
         width = 4 * config.n_embd  # type: ignore[attr-defined]
     if not width:
         raise PolyneuronError(f"cannot tell the FFN width of {type(config).__name__}")
+    return int(width)
+
+
+def hidden_size(config: object) -> int:
+    """Model (residual stream) width from a model config (``hidden_size``; GPT-2: ``n_embd``)."""
+    config = getattr(config, "text_config", None) or config
+    width = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
+    if not width:
+        raise PolyneuronError(f"cannot tell the model width of {type(config).__name__}")
     return int(width)
 
 

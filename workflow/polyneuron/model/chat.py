@@ -29,17 +29,24 @@ class ChatPrompts:
     n_post: int
 
 
-def template_parts(tokenizer, model_name: str) -> tuple[str, str]:
+def template_parts(tokenizer, model_name: str, system_prompt: str | None = None) -> tuple[str, str]:
     """The chat template's text before and after a single user instruction (with the
-    assistant's generation prompt)."""
+    assistant's generation prompt), after a system message ``system_prompt`` when given (else
+    the template's own default, if it has one)."""
     if not getattr(tokenizer, "chat_template", None):
         raise PolyneuronError(
             f"model {model_name!r}: its tokenizer has no chat template; refusal directions need "
             "an instruction-tuned model (config key chat_models)"
         )
-    rendered = tokenizer.apply_chat_template(
-        [{"role": "user", "content": SENTINEL}], add_generation_prompt=True, tokenize=False
-    )
+    messages = [{"role": "user", "content": SENTINEL}]
+    if system_prompt is not None:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    if system_prompt is not None and system_prompt not in rendered:
+        raise PolyneuronError(
+            f"model {model_name!r}: its chat template drops the system prompt (config key "
+            f"chat_models.{model_name}.system_prompt)"
+        )
     if rendered.count(SENTINEL) != 1:
         raise PolyneuronError(
             f"model {model_name!r}: its chat template does not place the user's message once"
@@ -48,11 +55,13 @@ def template_parts(tokenizer, model_name: str) -> tuple[str, str]:
     return prefix, suffix
 
 
-def encode_chat(tokenizer, instructions: Sequence[str], model_name: str) -> ChatPrompts:
-    """Each instruction in the chat template. The post-instruction tokens are tokenised on
-    their own and appended, so they are the same ids at the same offsets from the end in
-    every prompt."""
-    prefix, suffix = template_parts(tokenizer, model_name)
+def encode_chat(
+    tokenizer, instructions: Sequence[str], model_name: str, system_prompt: str | None = None
+) -> ChatPrompts:
+    """Each instruction in the chat template (after ``system_prompt``, :func:`template_parts`).
+    The post-instruction tokens are tokenised on their own and appended, so they are the same
+    ids at the same offsets from the end in every prompt."""
+    prefix, suffix = template_parts(tokenizer, model_name, system_prompt)
     post = tokenizer(suffix, add_special_tokens=False)["input_ids"]
     if not post:
         raise PolyneuronError(f"model {model_name!r}: empty post-instruction template")

@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import torch
 from tqdm import tqdm
 
 from polyneuron import PolyneuronError
-from polyneuron.model.adapters import activation_modules, decoder_body, neurons_per_layer
+from polyneuron.model.adapters import (
+    ACT,
+    activation_modules,
+    decoder_body,
+    module_outputs,
+    module_widths,
+    neurons_per_layer,
+)
 from polyneuron.model.batches import Encoded, collate, pad_token_id, plan_batches
 from polyneuron.model.hooks import ExampleMeans, NeuronStats, StatsCollector
 
@@ -49,16 +57,25 @@ def collect_example_means(
     batch_tokens: int = 4096,
     max_batch_size: int = 256,
     desc: str = "examples",
+    modules: Sequence[str] = (ACT,),
 ) -> None:
-    """Each text's mean activation per neuron over its counted tokens, into
-    ``out[text, layer, neuron]`` (an array or memory map, filled batch by batch)."""
-    expected = (len(encoded), len(activation_modules(model)), neurons_per_layer(model.config))
+    """Each text's mean output per neuron over its counted tokens, into
+    ``out[text, layer, neuron]`` (an array or memory map, filled batch by batch). The neurons
+    are the outputs of ``modules`` (:func:`polyneuron.model.adapters.module_outputs`; default
+    the activation function's), side by side in that order within a layer's row."""
+    hooked = module_outputs(model, modules)
+    widths = module_widths(model, modules)
+    n_layers = len(next(iter(hooked.values())))
+    expected = (len(encoded), n_layers, sum(widths.values()))
     if tuple(out.shape) != expected:
         raise ValueError(f"out has shape {tuple(out.shape)}, expected {expected}")
-    means = ExampleMeans(out)
+    starts = dict(zip(modules, np.cumsum([0, *widths.values()]).tolist(), strict=False))
+    # layer by layer, each layer's modules in the forward pass's order: the last one runs last
+    order = [(layer, name) for layer in range(n_layers) for name in modules]
+    means = ExampleMeans(out, [(layer, starts[name]) for layer, name in order])
     _run_batches(
         model, tokenizer, encoded, device, means, batch_tokens, max_batch_size, desc,
-        on_batch=means.set_rows,
+        on_batch=means.set_rows, modules=[hooked[name][layer] for layer, name in order],
     )  # fmt: skip
 
 
@@ -72,11 +89,13 @@ def _run_batches(
     max_batch_size: int,
     desc: str,
     on_batch: Callable[[list[int]], None] | None = None,
+    modules: Sequence[torch.nn.Module] | None = None,
 ) -> None:
-    """Length-grouped batches through the decoder body, each layer's activations folded into
-    ``fold`` by hooks; the forward stops after the last hooked layer."""
+    """Length-grouped batches through the decoder body, the outputs of ``modules`` (default:
+    each layer's activation module) folded into ``fold`` by hooks; the forward stops after the
+    last hooked module."""
     batches = plan_batches([len(e.input_ids) for e in encoded], batch_tokens, max_batch_size)
-    collector = StatsCollector(activation_modules(model), fold)
+    collector = StatsCollector(modules or activation_modules(model), fold)
     body = decoder_body(model)
     pad = pad_token_id(tokenizer)
     n_tokens = sum(len(e.input_ids) for e in encoded)

@@ -163,18 +163,22 @@ class ExampleMeans:
 
     Used in place of :class:`NeuronStats` in a :class:`StatsCollector`; call :meth:`set_rows`
     with the batch's example indices before each forward pass. An example with no counted
-    token gets zeros.
+    token gets zeros. ``slots``, when given, places the collector's i-th hooked module at
+    ``(layer, first column)`` of ``out`` (several modules' outputs side by side in one layer's
+    row); without it the i-th module fills layer i from column 0.
     """
 
-    def __init__(self, out) -> None:
+    def __init__(self, out, slots: Sequence[tuple[int, int]] | None = None) -> None:
         self.out = out
+        self.slots = None if slots is None else list(slots)
         self.rows: Sequence[int] = ()
         self._bad: torch.Tensor | None = None  # [layers] bool, on the activations' device
 
     def set_rows(self, rows: Sequence[int]) -> None:
         self.rows = list(rows)
 
-    def add_(self, layer: int, act: torch.Tensor, mask: CountedPositions) -> None:
+    def add_(self, module: int, act: torch.Tensor, mask: CountedPositions) -> None:
+        layer, start = (module, 0) if self.slots is None else self.slots[module]
         batch, seq = act.shape[0], act.shape[1]
         weights = mask.weights.reshape(batch, seq)
         sums = torch.einsum("bs,bsn->bn", weights, act.float())
@@ -184,7 +188,7 @@ class ExampleMeans:
             self._bad = torch.zeros(self.out.shape[1], dtype=torch.bool, device=stored.device)
         # NaN, inf, or a mean beyond the stored dtype's range (float16: 65504) that became inf
         self._bad[layer] |= ~torch.isfinite(stored).all()
-        self.out[self.rows, layer, :] = stored.cpu().numpy()
+        self.out[self.rows, layer, start : start + stored.shape[1]] = stored.cpu().numpy()
 
     def nonfinite_layers(self) -> torch.Tensor:
         """``[layers]`` bool: layers where an example's mean so far was NaN or infinite, or

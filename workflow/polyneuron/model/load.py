@@ -45,6 +45,7 @@ class ModelSpec:
     device_map: str | None = None
     trust_remote_code: bool = False
     revision: str | None = None
+    adapter: str | None = None
 
 
 def looks_like_path(source: str) -> bool:
@@ -187,9 +188,27 @@ def prepare_model(spec: ModelSpec, out_dir: str | Path) -> None:
         _check_architecture(spec, config.model_type)
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype="auto", **kwargs)
+    if spec.adapter:
+        merge_adapter(spec, model)
     with atomic_dir(out_dir) as tmp:  # its own temporary folder: racing runs do not share one
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+
+
+def merge_adapter(spec: ModelSpec, model) -> dict[str, str]:
+    """Merge ``spec.adapter`` (a LoRA file, :func:`polyneuron.model.lora.apply_lora`) into
+    ``model``'s weights; errors name the config key."""
+    from polyneuron.model.lora import apply_lora
+
+    assert spec.adapter is not None
+    key = f"config key models.{spec.name}.adapter"
+    path = Path(spec.adapter).expanduser()
+    if not path.is_file():
+        raise PolyneuronError(f"{key}: adapter file {spec.adapter!r} does not exist")
+    try:
+        return apply_lora(model, path)
+    except PolyneuronError as err:
+        raise PolyneuronError(f"{key}: {err}") from None
 
 
 def load_prepared(spec: ModelSpec, model_dir: str | Path):

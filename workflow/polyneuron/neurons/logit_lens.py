@@ -44,13 +44,16 @@ def _ids(tokenizer, text: str, special: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
-def continuation_token(tokenizer, prompt: str, answer_prefix: str, answer: str) -> int:
-    """The first token of ``answer`` as the model sees it after ``prompt + answer_prefix``.
+def continuation_tokens(
+    tokenizer, prompt: str, answer_prefix: str, answer: str, n: int
+) -> list[int]:
+    """The first ``n`` tokens of ``answer`` (fewer when it has fewer) as the model sees them
+    after ``prompt + answer_prefix``.
 
     Tokenises the lens prompt (:func:`lens_prompt`) and the full text
-    ``prompt + answer_prefix + answer`` with special tokens and returns the full text's token
+    ``prompt + answer_prefix + answer`` with special tokens and returns the full text's tokens
     after the prompt's; where the prompt's tokens are not a prefix of the full text's (a token
-    spans the boundary), the first token of the answer (with the prefix's trailing whitespace)
+    spans the boundary), the tokens of the answer (with the prefix's trailing whitespace)
     tokenised alone without special tokens.
     """
     if not answer:
@@ -60,11 +63,17 @@ def continuation_token(tokenizer, prompt: str, answer_prefix: str, answer: str) 
     head = _ids(tokenizer, context, special=True)
     full = _ids(tokenizer, context + lead + answer, special=True)
     if len(full) > len(head) and full[: len(head)] == head:
-        return full[len(head)]
+        return full[len(head) : len(head) + n]
     alone = _ids(tokenizer, lead + answer, special=False)
     if not alone:
         raise ValueError(f"answer {answer!r} tokenises to nothing")
-    return alone[0]
+    return alone[:n]
+
+
+def continuation_token(tokenizer, prompt: str, answer_prefix: str, answer: str) -> int:
+    """The first token of ``answer`` as the model sees it after ``prompt + answer_prefix``
+    (:func:`continuation_tokens`)."""
+    return continuation_tokens(tokenizer, prompt, answer_prefix, answer, 1)[0]
 
 
 def answer_token_ids(
@@ -73,6 +82,17 @@ def answer_token_ids(
     """The distinct first tokens of ``answers`` after ``prompt`` (first-seen order)."""
     ids = [continuation_token(tokenizer, prompt, answer_prefix, a) for a in answers if a]
     return list(dict.fromkeys(ids))
+
+
+def answer_token_sequences(
+    tokenizer, prompt: str, answer_prefix: str, answers: Sequence[str], n: int
+) -> list[tuple[int, ...]]:
+    """The distinct first-``n``-token sequences of ``answers`` after ``prompt`` (first-seen
+    order; an answer of fewer tokens gives a shorter one)."""
+    seqs = [
+        tuple(continuation_tokens(tokenizer, prompt, answer_prefix, a, n)) for a in answers if a
+    ]
+    return list(dict.fromkeys(seqs))
 
 
 @dataclass(frozen=True)

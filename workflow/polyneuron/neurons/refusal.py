@@ -126,9 +126,10 @@ def select_direction(
 ) -> pl.DataFrame:
     """Add ``reason`` (why a candidate is discarded; null when it is kept) and ``selected``
     (the kept candidate with the lowest ablation score). When no candidate passes every filter,
-    the filters are relaxed in turn — first the steering filter, then the KL bound (the pruned
-    layers and unscored candidates always stay out) — and the selected candidate's reason
-    says which filter it failed and that it was kept anyway (the reference stops instead)."""
+    the filters are relaxed in turn — first the steering filter (KL kept), then the KL bound
+    (steering kept), then both (the pruned layers and unscored candidates always stay out) —
+    and the selected candidate's reason says which filter it failed and that it was kept
+    anyway (the reference stops instead)."""
     cutoff = first_pruned_layer(n_layers, prune_layer_rate)
     score = pl.col("ablation_score")
     unscored = score.is_null() | score.is_nan() | pl.col("kl").is_null() | pl.col("kl").is_nan()
@@ -149,8 +150,14 @@ def select_direction(
     stages = [
         (pl.col("reason").is_null(), None),
         (eligible & (pl.col("kl") <= kl_threshold), "steering filter relaxed"),
-        (eligible, "steering and KL filters relaxed"),
     ]
+    if induce_threshold is not None:
+        # a direction whose addition induces refusal is about refusal, even where removing it
+        # disturbs harmless prompts; without this stage the lowest score is often a candidate
+        # that breaks the model (huge KL), which also silences refusals
+        steers = pl.col("steering_score") >= induce_threshold
+        stages.append((eligible & steers, "KL filter relaxed"))
+    stages.append((eligible, "steering and KL filters relaxed"))
     found = [(frame.filter(cond), note) for cond, note in stages]
     kept, relaxed = next(((k, note) for k, note in found if k.height), (None, None))
     if kept is None:
@@ -282,6 +289,7 @@ def find_refusal_direction(
     model_name: str,
     lang: str,
     source: str = "probes",
+    system_prompt: str | None = None,
 ) -> RefusalDirection:
     """The refusal direction of one model in one language from its refusal probes (``text``,
     ``split``, ``label`` harmful/harmless): the first ``max_train``/``max_val`` prompts per
@@ -289,14 +297,14 @@ def find_refusal_direction(
     refusal score (``baseline_filter``), the mean differences of the train prompts' layer
     inputs as candidates, scored on the validation prompts and selected
     (:func:`score_candidates`, :func:`select_direction`). ``source`` names the probes in
-    errors."""
+    errors; ``system_prompt`` goes before every instruction (:func:`encode_chat`)."""
     prompts = {}
     for split, limit in (("train", settings.max_train), ("val", settings.max_val)):
         for kind in ("harmful", "harmless"):
             texts = probes.filter(split=split, label=kind)["text"].to_list()[:limit]
             if not texts:
                 raise PolyneuronError(f"{source}: no {kind} prompts in split {split!r}")
-            encoded = encode_chat(tokenizer, texts, model_name)
+            encoded = encode_chat(tokenizer, texts, model_name, system_prompt)
             if settings.baseline_filter:
                 label = f"{lang} {split} {kind}"
                 encoded = _baseline_kept(

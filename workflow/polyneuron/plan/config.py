@@ -26,6 +26,7 @@ def model_spec(name: str, entry: Mapping[str, Any]) -> ModelSpec:
         device_map=entry.get("device_map"),
         trust_remote_code=bool(entry.get("trust_remote_code", False)),
         revision=entry.get("revision"),
+        adapter=entry.get("adapter"),
     )
 
 

@@ -271,6 +271,17 @@ def plot_relation_cumulativity(
     intervals as bands. The plain model (fraction 0, change 0) anchors every curve."""
     if "fraction" not in table.columns:
         raise PolyneuronError("the relations ablation table has no 'fraction' column")
+    if table.is_empty():
+        # no relation had neurons (e.g. the model answered none of a relation's training
+        # prompts, relation_neurons.positives: correct): say so instead of an empty grid
+        fig, ax = plt.subplots(figsize=(6.4, 2.4), layout="constrained")
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no relation has neurons to switch off: the model answered none of\n"
+                "their training prompts correctly (relation_neurons.positives: correct);\n"
+                "see logs/score_relations", ha="center", va="center", fontsize=10)  # fmt: skip
+        fig.suptitle(f"{model}: relation neurons off, cumulatively")
+        save_figure(fig, path)
+        return fig
     diagonal = _diagonal(table, metric).sort("fraction", maintain_order=True)
     relations = diagonal["intervened"].unique(maintain_order=True).to_list()
     langs = (

@@ -1,0 +1,2 @@
+"""Findings: each seed paper's headline claim measured on the workflow's tables, with a verdict
+(``results/findings.md``)."""
