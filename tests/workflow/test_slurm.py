@@ -37,7 +37,7 @@ GPU_RULES = (
     "extract_activations",
     "extract_examples",
     "extract_pool_examples",
-    "answer_relations",
+    "extract_relation_answers",
     "extract_groups",
     "translate_refusal",
     "attribute_task",

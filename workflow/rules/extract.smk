@@ -87,16 +87,16 @@ rule extract_pool_examples:
 
 
 # the reference's positives: the relation prompts the model answers correctly
-rule answer_relations:
+rule extract_relation_answers:
     input:
         model="resources/models/{model}",
         probes="results/probes/relations/{lang}.parquet",
     output:
         "results/activations/{model}/relations/{lang}.answers.parquet",
     log:
-        "logs/answer_relations/{model}/{lang}.log",
+        "logs/extract_relation_answers/{model}/{lang}.log",
     benchmark:
-        "results/benchmarks/answer_relations/{model}/{lang}.tsv"
+        "results/benchmarks/extract_relation_answers/{model}/{lang}.tsv"
     conda:
         "../../envs/polyneuron.yaml"
     threads: config["extraction"]["threads"]
@@ -108,9 +108,9 @@ rule answer_relations:
         max_batch_size=config["extraction"]["max_batch_size"],
         split=config["extraction"]["split"],
         answer_prefix=LENS["relations_prefix"],
-        code=code_hash("answer_relations"),
+        code=code_hash("extract_relation_answers"),
     script:
-        "../scripts/answer_relations.py"
+        "../scripts/extract_relation_answers.py"
 
 
 rule extract_groups:

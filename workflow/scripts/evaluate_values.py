@@ -8,12 +8,11 @@ import polars as pl
 
 from polyneuron.evaluate.controls import load_controls
 from polyneuron.evaluate.matrix import summarize
-from polyneuron.evaluate.values import reference_operations, value_matrix
+from polyneuron.evaluate.values import reference_operations, value_intervention, value_matrix
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
 from polyneuron.model.batches import pad_token_id
 from polyneuron.model.load import load_job_model
-from polyneuron.neurons.values import value_intervention
 from polyneuron.probes.values import VALUES
 
 with script_log(snakemake.log[0]) as log:

@@ -27,6 +27,7 @@ from polyneuron.evaluate.values import (
     option_labels,
     option_probabilities,
     reference_operations,
+    value_intervention,
     value_matrix,
 )
 from polyneuron.model.batches import pad_token_id
@@ -171,3 +172,25 @@ def test_value_languages_must_have_value_probes():
         check_config(config)
     config["evaluation"]["values"]["languages"] = ["zh"]
     check_config(config)
+
+
+def test_the_reference_intervention_splits_support_only_from_conflict_only_neurons():
+    frame = pl.DataFrame(
+        {
+            "layer": [0, 0, 0, 1, 1, 2],
+            "neuron": [0, 1, 2, 0, 0, 5],
+            "mask": ["decision", "decision", "decision", "semantic", "decision", "semantic"],
+            "selected": [True, True, True, True, True, False],
+            "assigned": ["support", "conflict", "both", "support", "conflict", None],
+            "acts": [True, True, True, True, True, True],
+        }
+    )
+    parts = value_intervention(frame)
+    as_lists = {k: {layer: v.tolist() for layer, v in s.items()} for k, s in parts.items()}
+    # layer 1 neuron 0 is support-only in one mask and conflict-only in the other: both
+    assert as_lists["support"] == {0: [0]}
+    assert as_lists["conflict"] == {0: [1]}
+    assert as_lists["all"] == {0: [0, 1, 2], 1: [0]}
+    # a mask that does not act on a layer contributes nothing there
+    idle = value_intervention(frame.with_columns(acts=pl.col("layer") != 0))
+    assert {layer: v.tolist() for layer, v in idle["all"].items()} == {1: [0]}

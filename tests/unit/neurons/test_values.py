@@ -9,7 +9,6 @@ import torch
 from polyneuron.neurons.values import (
     REFERENCE_MASKS,
     mask_layers,
-    value_intervention,
     value_scores,
     value_table,
 )
@@ -112,25 +111,3 @@ def test_selected_neurons_are_assigned_to_the_conditions_above_the_bar():
     assert scores["selected"].tolist() == [[True, True, True, False]]
     assert scores["support"].tolist() == [[True, False, True, False]]
     assert scores["conflict"].tolist() == [[False, True, True, False]]
-
-
-def test_the_reference_intervention_splits_support_only_from_conflict_only_neurons():
-    frame = pl.DataFrame(
-        {
-            "layer": [0, 0, 0, 1, 1, 2],
-            "neuron": [0, 1, 2, 0, 0, 5],
-            "mask": ["decision", "decision", "decision", "semantic", "decision", "semantic"],
-            "selected": [True, True, True, True, True, False],
-            "assigned": ["support", "conflict", "both", "support", "conflict", None],
-            "acts": [True, True, True, True, True, True],
-        }
-    )
-    parts = value_intervention(frame)
-    as_lists = {k: {layer: v.tolist() for layer, v in s.items()} for k, s in parts.items()}
-    # layer 1 neuron 0 is support-only in one mask and conflict-only in the other: both
-    assert as_lists["support"] == {0: [0]}
-    assert as_lists["conflict"] == {0: [1]}
-    assert as_lists["all"] == {0: [0, 1, 2], 1: [0]}
-    # a mask that does not act on a layer contributes nothing there
-    idle = value_intervention(frame.with_columns(acts=pl.col("layer") != 0))
-    assert {layer: v.tolist() for layer, v in idle["all"].items()} == {1: [0]}

@@ -19,7 +19,7 @@ from torch import nn
 
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.controls import Controls
-from polyneuron.evaluate.interventions import NeuronSet, Operation
+from polyneuron.evaluate.interventions import NeuronSet, Operation, neuron_set_from_frame
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA
 from polyneuron.evaluate.scoring import (
     NextTokens,
@@ -39,6 +39,7 @@ __all__ = [
     "option_probabilities",
     "option_probability",
     "reference_operations",
+    "value_intervention",
     "value_matrix",
 ]
 
@@ -126,9 +127,31 @@ def option_probabilities(
     return option_probability(scores, targets)
 
 
+def value_intervention(neurons: pl.DataFrame) -> dict[str, NeuronSet]:
+    """The neurons of one value's rows (every mask) that the reference's intervention touches,
+    split by assignment: ``support`` (assigned only to the supporting condition: amplified),
+    ``conflict`` (only to the conflicting one: zeroed) and ``all`` (every selected neuron of an
+    acting mask, support-only, conflict-only and both). A neuron selected by two masks counts
+    once; one support-only in one mask and conflict-only in another counts as both."""
+    acting = neurons.filter(pl.col("selected") & pl.col("acts"))
+    per_neuron = acting.group_by("layer", "neuron").agg(
+        support=(pl.col("assigned") == "support").any() | (pl.col("assigned") == "both").any(),
+        conflict=(pl.col("assigned") == "conflict").any() | (pl.col("assigned") == "both").any(),
+    )
+    return {
+        "support": neuron_set_from_frame(
+            per_neuron.filter(pl.col("support") & ~pl.col("conflict"))
+        ),
+        "conflict": neuron_set_from_frame(
+            per_neuron.filter(pl.col("conflict") & ~pl.col("support"))
+        ),
+        "all": neuron_set_from_frame(per_neuron),
+    }
+
+
 def reference_operations(parts: Mapping[str, NeuronSet], factor: float) -> tuple[Operation, ...]:
     """The reference's value intervention from the parts
-    :func:`polyneuron.neurons.values.value_intervention` returns: support-only neurons
+    :func:`value_intervention` returns: support-only neurons
     multiplied by ``factor`` (5), conflict-only neurons zeroed."""
     return (Operation(parts["support"], "scale", factor), Operation(parts["conflict"], "zero"))
 

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 import polars as pl
 import torch
 
-from polyneuron.evaluate.interventions import NeuronSet, neuron_set_from_frame
 from polyneuron.neurons.lape import filtered_entropy, kth_quantile, lowest_entropy
 
 CONDITIONS = ("support", "conflict")
@@ -156,25 +155,3 @@ def value_table(
                 )
             )
     return pl.concat(frames)
-
-
-def value_intervention(neurons: pl.DataFrame) -> dict[str, NeuronSet]:
-    """The neurons of one value's rows (every mask) that the reference's intervention touches,
-    split by assignment: ``support`` (assigned only to the supporting condition: amplified),
-    ``conflict`` (only to the conflicting one: zeroed) and ``all`` (every selected neuron of an
-    acting mask, support-only, conflict-only and both). A neuron selected by two masks counts
-    once; one support-only in one mask and conflict-only in another counts as both."""
-    acting = neurons.filter(pl.col("selected") & pl.col("acts"))
-    per_neuron = acting.group_by("layer", "neuron").agg(
-        support=(pl.col("assigned") == "support").any() | (pl.col("assigned") == "both").any(),
-        conflict=(pl.col("assigned") == "conflict").any() | (pl.col("assigned") == "both").any(),
-    )
-    return {
-        "support": neuron_set_from_frame(
-            per_neuron.filter(pl.col("support") & ~pl.col("conflict"))
-        ),
-        "conflict": neuron_set_from_frame(
-            per_neuron.filter(pl.col("conflict") & ~pl.col("support"))
-        ),
-        "all": neuron_set_from_frame(per_neuron),
-    }
