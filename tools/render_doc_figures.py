@@ -47,10 +47,14 @@ def figure_sources(directory: Path, config: dict) -> dict[str, Path]:
         plots = directory / "results" / "plots" / names[0]
         for pdf in sorted(plots.glob("*.pdf")):
             sources.setdefault(f"{pdf.stem}.png", pdf)
+    return sources
+
+
+def check_exist(sources: dict[str, Path]) -> None:
+    """Stop, naming them, when figure PDFs to render are missing."""
     missing = [str(pdf) for pdf in sources.values() if not pdf.exists()]
     if missing:
         raise SystemExit(f"figures missing after the run: {', '.join(missing)}")
-    return sources
 
 
 def render_png(pdf: Path, png: Path, dpi: int) -> tuple[int, int]:
@@ -168,6 +172,7 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"no such figure in the run: {', '.join(unknown)}")
         sources = {name: sources[name] for name in args.only}
+    check_exist(sources)
     rendered = {}
     for name, pdf in sources.items():
         rendered[name] = (pdf, render_png(pdf, args.out / name, args.dpi))
