@@ -77,3 +77,12 @@ def test_a_bad_bridge_window_is_one_line_naming_the_key(window):
 @pytest.mark.parametrize("window", ["reference", None, [6, 12]])
 def test_the_bridge_window_takes_reference_null_or_two_layers(window):
     assert schema_problem({**minimal_config(), "bridges": {"window": window}}, SCHEMA) is None
+
+
+def test_mean_ablation_of_projection_relation_neurons_is_refused_before_any_job():
+    config = minimal_config(
+        ablation={"languages": None, "mode": "mean"}, relation_neurons={"pool": "reference"}
+    )
+    with pytest.raises(PolyneuronError, match=r"config key ablation.mode: mean cannot .*pool"):
+        check_config(config)
+    check_config({**config, "relation_neurons": {"pool": "activation"}})

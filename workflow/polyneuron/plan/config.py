@@ -154,6 +154,13 @@ def check_config(config: Mapping[str, Any]) -> None:
                       "refusal_directions.languages", "probes.refusal.languages")  # fmt: skip
     with problems.check():
         _check_subset(config["ablation"]["languages"], langs, "ablation.languages", "languages")
+    pool = config.get("relation_neurons", {}).get("pool")
+    if pool == "reference" and config["ablation"].get("mode") == "mean":
+        problems.add(
+            "config key ablation.mode: mean cannot switch off relation neurons of "
+            "relation_neurons.pool: reference (the gate, up and down projections' outputs have no "
+            "stored means); use zero or scale, or relation_neurons.pool: activation"
+        )
     lens = config["logit_lens"]
     with problems.check():
         _check_subset(lens["muse_languages"], langs, "logit_lens.muse_languages", "languages")
