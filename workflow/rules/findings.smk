@@ -53,6 +53,7 @@ rule write_findings:
             if entry.get("adapter")
         },
         thresholds=config["findings"],
+        ablation_mode=ABLATION["mode"],
         code=code_hash("write_findings"),
     script:
         "../scripts/write_findings.py"

@@ -10,7 +10,8 @@ with script_log(snakemake.log[0]) as log:
     p = snakemake.params
     paths = {key: list(getattr(snakemake.input, key)) for key in snakemake.input.keys()}  # noqa: SIM118 (a Namedlist iterates over its values)
     thresholds = Thresholds(
-        **{**p.thresholds, "high_resource": tuple(p.thresholds["high_resource"])}
+        **{**p.thresholds, "high_resource": tuple(p.thresholds["high_resource"])},
+        ablation_mode=p.ablation_mode,
     )
     frame = findings_frame(read_tables(paths), p.models, p.chat_models, thresholds, p.planted)
     for row in frame.iter_rows(named=True):

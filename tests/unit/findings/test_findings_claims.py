@@ -198,6 +198,12 @@ def test_bridge_not_run_without_targets():
 def test_overlap_ablation_reproduced_when_other_languages_suffer_beyond_control():
     found = c.overlap_ablation(diagonal(3.0, 2.0, 0.0), TH)
     assert found.verdict == c.REPRODUCED and "2 of 2 cross-language" in found.reason
+    # zeroing always-on neurons is a mean shift as much as a removal: the reason says which mode
+    assert "ablation.mode zero" in found.reason and "ablation.mode: mean" in found.reason
+    mean = c.overlap_ablation(
+        diagonal(3.0, 2.0, 0.0), c.Thresholds(n_boot=200, ablation_mode="mean")
+    )
+    assert mean.reason.endswith("measured with ablation.mode mean")
 
 
 def test_overlap_ablation_not_reproduced_when_only_the_own_language_suffers():

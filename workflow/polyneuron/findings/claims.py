@@ -64,6 +64,7 @@ class Thresholds:
     n_boot: int = 1000
     seed: int = 0
     alpha: float = 0.05
+    ablation_mode: str = "zero"  # the workflow's ablation.mode, which the overlap claim names
 
 
 @dataclass(frozen=True)
@@ -427,6 +428,14 @@ def overlap_ablation(frame: pl.DataFrame | None, th: Thresholds) -> Finding:
     reason = _share_text(
         hits, len(good), th, "cross-language cells whose interval lies above the random control's"
     ) + _nan_note(nan)
+    if th.ablation_mode == "zero":
+        reason += (
+            "; measured with ablation.mode zero: an overlap set is mostly neurons active on "
+            "nearly every token, and zeroing them also removes the constant they feed forward "
+            "(run ablation.mode: mean to test sharing without that shift)"
+        )
+    else:
+        reason += f"; measured with ablation.mode {th.ablation_mode}"
     return Finding(
         _majority(hits, len(good), th),
         reason,
