@@ -13,19 +13,43 @@ A NaN is never read as zero: cells whose value or interval is NaN are left out o
 and named in the reason. Intervals of the evaluation tables are their own (paired bootstrap
 over texts); where a finding pools cells (families, relations) it bootstraps over them here,
 seeded by :attr:`Thresholds.seed`.
+
+The language claims (LAPE, BridgeX-ICL) live in :mod:`polyneuron.findings.language` and the
+verdicts and shared helpers in :mod:`polyneuron.findings.verdicts`; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import pairwise
 
-import numpy as np
 import polars as pl
 
-from polyneuron.findings.families import family_of
+from polyneuron.findings.language import (
+    bridge_choice,
+    diagonal_specificity,
+    overlap_ablation,
+    overlap_families,
+)
+from polyneuron.findings.verdicts import (
+    NAN,
+    NOT_MEASURABLE,
+    NOT_REPRODUCED,
+    NOT_RUN,
+    REPRODUCED,
+    Finding,
+    Thresholds,
+    _cell_ok,
+    _finite,
+    _majority,
+    _nan_note,
+    _no_controls,
+    _share_text,
+    bootstrap_mean,
+    interval,
+    not_run,
+    num,
+    own_and_control,
+)
 
 __all__ = [
     "NOT_MEASURABLE",
@@ -45,404 +69,6 @@ __all__ = [
     "value_shifts",
     "xtransplant_gain",
 ]
-
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-NOT_MEASURABLE = "not measurable on this model"
-NOT_RUN = "not run in this configuration"
-NAN = float("nan")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """The config's ``findings:`` values that decide the verdicts."""
-
-    majority: float = 0.5  # a claim over several groups holds when more than this share shows it
-    min_refusal_rate: float = 0.25  # a language is measurable for refusal at this baseline rate
-    lens_min_prob: float = 0.01  # English "leads" a layer only with at least this probability
-    high_resource: Sequence[str] = ("en", "de", "fr", "es", "it", "pt", "ru", "zh", "ja")
-    n_boot: int = 1000
-    seed: int = 0
-    alpha: float = 0.05
-    ablation_mode: str = "zero"  # the workflow's ablation.mode, which the overlap claim names
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One row of the findings: a claim measured on a model."""
-
-    verdict: str
-    reason: str
-    measured: str = "—"
-    ci: str = "—"
-    control: str = "—"
-    claim: str = ""
-    model: str = ""
-
-
-def not_run(reason: str) -> Finding:
-    return Finding(NOT_RUN, reason)
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def _finite(*xs: float | None) -> bool:
-    return all(x is not None and math.isfinite(x) for x in xs)
-
-
-def num(x: float | None, signed: bool = True) -> str:
-    """3 significant digits; NaN and null spelt out."""
-    if x is None:
-        return "null"
-    if math.isnan(x):
-        return "NaN"
-    return f"{x:+.3g}" if signed else f"{x:.3g}"
-
-
-def interval(low: float | None, high: float | None) -> str:
-    return f"[{num(low)}, {num(high)}]"
-
-
-def _share_text(k: int, n: int, th: Thresholds, what: str) -> str:
-    return f"{k} of {n} {what} (needs more than {th.majority:.0%})"
-
-
-def _majority(k: int, n: int, th: Thresholds) -> str:
-    return REPRODUCED if n and k / n > th.majority else NOT_REPRODUCED
-
-
-def _nan_note(names: Sequence[str]) -> str:
-    return f"; NaN, not counted: {', '.join(names)}" if names else ""
-
-
-def bootstrap_mean(values: np.ndarray, th: Thresholds) -> tuple[float, float]:
-    """Percentile interval of the mean of ``values`` resampled with replacement."""
-    rng = np.random.default_rng(th.seed)
-    idx = rng.integers(0, len(values), size=(th.n_boot, len(values)))
-    means = values[idx].mean(axis=1)
-    return (float(np.quantile(means, th.alpha / 2)), float(np.quantile(means, 1 - th.alpha / 2)))
-
-
-# --------------------------------------------------------------------------- own vs control
-
-
-def own_and_control(
-    frame: pl.DataFrame,
-    metric: str,
-    keys: Sequence[str] = ("intervened", "evaluated"),
-    control_keys: Sequence[str] | None = None,
-) -> pl.DataFrame:
-    """Per cell (``keys``): the own set's ``own`` delta and interval (``own_low``,
-    ``own_high``) and ``baseline``, beside its random controls over the seeds (joined on
-    ``control_keys``, default ``keys``): ``ctrl`` the mean delta, ``ctrl_low``/``ctrl_high``
-    the envelope of their intervals (lowest low, highest high), ``seeds`` how many. A NaN in any
-    seed's delta or interval makes the control's value NaN: it is never averaged away."""
-    control_keys = list(control_keys or keys)
-    rows = frame.filter(pl.col("metric") == metric).with_columns(
-        pl.col("delta", "ci_low", "ci_high", "baseline").cast(pl.Float64).fill_null(NAN)
-    )
-    own = rows.filter(pl.col("control") == "none").select(
-        *keys,
-        "baseline",
-        own=pl.col("delta"),
-        own_low=pl.col("ci_low"),
-        own_high=pl.col("ci_high"),
-    )
-
-    def guarded(expr: pl.Expr, column: str) -> pl.Expr:
-        return pl.when(pl.col(column).is_nan().any()).then(NAN).otherwise(expr)
-
-    ctrl = (
-        rows.filter(pl.col("control") == "random")
-        .group_by(control_keys)
-        .agg(
-            ctrl=guarded(pl.col("delta").mean(), "delta"),
-            ctrl_low=guarded(pl.col("ci_low").min(), "ci_low"),
-            ctrl_high=guarded(pl.col("ci_high").max(), "ci_high"),
-            seeds=pl.len(),
-        )
-    )
-    joined = own.join(ctrl, on=control_keys, how="left", nulls_equal=True)
-    return joined.with_columns(
-        pl.col("ctrl", "ctrl_low", "ctrl_high").fill_null(NAN), pl.col("seeds").fill_null(0)
-    )
-
-
-def _above(row: dict) -> bool:
-    """The own interval lies wholly above the control's."""
-    return row["own_low"] > row["ctrl_high"]
-
-
-def _ratio(own: float, ctrl: float) -> str:
-    if not _finite(own, ctrl) or ctrl == 0:
-        return "ratio n/a"
-    return f"{own / ctrl:.3g}× control"
-
-
-def _no_controls(cells: pl.DataFrame) -> bool:
-    return cells.is_empty() or int(cells["seeds"].max() or 0) == 0
-
-
-def _no_metric(frame: pl.DataFrame, metric: str, table: str) -> Finding | None:
-    """A finding saying the table has no rows of ``metric``, or None when it has some."""
-    if frame.filter(pl.col("metric") == metric).is_empty():
-        found = ", ".join(sorted(set(frame["metric"]))) or "none"
-        return Finding(NOT_MEASURABLE, f"{table} has no {metric!r} rows (metrics: {found})")
-    return None
-
-
-def _cell_ok(row: dict) -> bool:
-    return _finite(row["own"], row["own_low"], row["own_high"], row["ctrl"], row["ctrl_high"])
-
-
-# --------------------------------------------------------------------------- the claims
-
-
-def diagonal_specificity(
-    frame: pl.DataFrame | None,
-    th: Thresholds,
-    metric: str,
-    what: str,
-    table: str,
-) -> Finding:
-    """Each group's own set off changes ``metric`` on its own texts more than any other group's
-    set does (the largest delta in its column: the same texts, so the deltas compare), and the
-    own interval lies above its matched random control's. Reproduced when more than
-    ``th.majority`` of the groups show both."""
-    if frame is None:
-        return not_run(f"{table} is not made in this configuration")
-    if missing := _no_metric(frame, metric, table):
-        return missing
-    cells = own_and_control(frame, metric)
-    groups = [
-        g
-        for g in cells["intervened"].unique(maintain_order=True)
-        if g in set(cells["evaluated"].to_list())
-    ]
-    if len(groups) < 2:
-        return Finding(
-            NOT_MEASURABLE,
-            f"needs two or more {what}s both intervened and "
-            f"evaluated in {table}; it has {len(groups)}",
-        )
-    if _no_controls(cells):
-        return Finding(NOT_MEASURABLE, f"{table} has no random-control rows (ablation.seeds)")
-    measured, cis, controls, nan, hits = [], [], [], [], 0
-    for g in groups:
-        column = cells.filter(pl.col("evaluated") == g)
-        own = column.filter(pl.col("intervened") == g).row(0, named=True)
-        others = column.filter(pl.col("intervened") != g)["own"].to_list()
-        if not _cell_ok(own) or not all(_finite(x) for x in others):
-            nan.append(g)
-            continue
-        largest = own["own"] > max(others, default=-math.inf)
-        above = _above(own)
-        hits += largest and above
-        flags = ("largest" if largest else "not largest") + (
-            ", above control" if above else ", within control"
-        )
-        measured.append(f"{g} {num(own['own'])} ({flags}; {_ratio(own['own'], own['ctrl'])})")
-        cis.append(f"{g} {interval(own['own_low'], own['own_high'])}")
-        controls.append(f"{g} {num(own['ctrl'])} {interval(own['ctrl_low'], own['ctrl_high'])}")
-    n = len(groups) - len(nan)
-    if n == 0:
-        return Finding(
-            NOT_MEASURABLE, f"every own-set {metric} delta or interval is NaN{_nan_note(nan)}"
-        )
-    reason = _share_text(
-        hits,
-        n,
-        th,
-        f"{what}s: own set's Δ{metric} largest in its column and "
-        "its interval above the random control's",
-    ) + _nan_note(nan)
-    return Finding(
-        _majority(hits, n, th), reason, "; ".join(measured), "; ".join(cis), "; ".join(controls)
-    )
-
-
-def overlap_families(frame: pl.DataFrame | None, th: Thresholds) -> Finding:
-    """Same-family language pairs share more overlap neurons (Jaccard) than cross-family pairs:
-    the difference of the two means with a bootstrap interval (each group resampled over its
-    pairs); reproduced when the interval lies above 0."""
-    if frame is None:
-        return not_run("results/neurons/{model}/overlap.parquet is not made")
-    pairs = frame.filter(pl.col("lang_a") < pl.col("lang_b")).with_columns(
-        pl.col("jaccard").cast(pl.Float64).fill_null(NAN)
-    )
-    langs = sorted(set(pairs["lang_a"]) | set(pairs["lang_b"]))
-    unknown = [lang for lang in langs if family_of(lang) is None]
-    nan = [
-        f"{a}-{b}"
-        for a, b, j in pairs.select("lang_a", "lang_b", "jaccard").iter_rows()
-        if not math.isfinite(j)
-    ]
-    same, cross = [], []
-    for a, b, j in pairs.select("lang_a", "lang_b", "jaccard").iter_rows():
-        fa, fb = family_of(a), family_of(b)
-        if fa is None or fb is None or not math.isfinite(j):
-            continue
-        (same if fa == fb else cross).append((f"{a}-{b}", j))
-    note = (f"; no family for {', '.join(unknown)}" if unknown else "") + _nan_note(nan)
-    if not same or not cross:
-        return Finding(
-            NOT_MEASURABLE,
-            f"the configured languages form {len(same)} same-family "
-            f"and {len(cross)} cross-family pairs; both are needed{note}",
-        )
-    s, c = np.array([j for _, j in same]), np.array([j for _, j in cross])
-    rng = np.random.default_rng(th.seed)
-    diffs = s[rng.integers(0, len(s), (th.n_boot, len(s)))].mean(1) - c[
-        rng.integers(0, len(c), (th.n_boot, len(c)))
-    ].mean(1)
-    low, high = np.quantile(diffs, [th.alpha / 2, 1 - th.alpha / 2])
-    diff = float(s.mean() - c.mean())
-    measured = (
-        f"mean Jaccard same-family {s.mean():.3f} ({', '.join(p for p, _ in same)}) − "
-        f"cross-family {c.mean():.3f} ({len(c)} pairs) = {num(diff)}"
-    )
-    verdict = REPRODUCED if low > 0 else NOT_REPRODUCED
-    reason = (
-        "the difference's bootstrap interval over pairs lies above 0"
-        if low > 0
-        else "the difference's bootstrap interval over pairs reaches 0 or below"
-    ) + note
-    return Finding(
-        verdict,
-        reason,
-        measured,
-        interval(float(low), float(high)),
-        "cross-family pairs (families: polyneuron.findings.families)",
-    )
-
-
-def bridge_choice(frame: pl.DataFrame | None, th: Thresholds) -> Finding:
-    """The bridge chosen for each target is a same-family or a high-resource language
-    (``th.high_resource``), as BridgeX-ICL reports; a target where every candidate is one or
-    the other cannot tell and is left out of the count."""
-    if frame is None:
-        return not_run("no bridge targets (bridges.targets is empty)")
-    per = frame.unique(["target", "candidate"], keep="first", maintain_order=True).with_columns(
-        pl.col("window_score").cast(pl.Float64).fill_null(NAN)
-    )
-    if per.is_empty():
-        return Finding(NOT_MEASURABLE, "bridges.parquet has no rows")
-    high = set(th.high_resource)
-
-    def fits(target: str, lang: str) -> bool:
-        return lang in high or (
-            family_of(lang) is not None and family_of(lang) == family_of(target)
-        )
-
-    measured, open_, hits, n = [], [], 0, 0
-    for target in per["target"].unique(maintain_order=True):
-        rows = per.filter(pl.col("target") == target).sort("rank")
-        chosen = rows.filter(pl.col("selected"))
-        if chosen.is_empty() or not _finite(chosen["window_score"][0]):
-            open_.append(f"{target}: no bridge with a finite score")
-            continue
-        best = chosen.row(0, named=True)
-        runner = rows.filter(~pl.col("selected") & pl.col("window_score").is_finite())
-        margin = best["window_score"] - runner["window_score"].max() if runner.height else NAN
-        ok = fits(target, best["candidate"])
-        kind = (
-            "same family"
-            if family_of(best["candidate"]) == family_of(target)
-            else "high-resource"
-            if best["candidate"] in high
-            else "neither"
-        )
-        runner_name = (
-            runner.sort("window_score", descending=True)["candidate"][0]
-            if runner.height
-            else "none"
-        )
-        measured.append(
-            f"{target} → {best['candidate']} ({kind}; window score "
-            f"{num(best['window_score'], False)}, margin {num(margin)} over "
-            f"{runner_name})"
-        )
-        if all(fits(target, c) for c in rows["candidate"]):
-            open_.append(f"{target}: every candidate is same-family or high-resource")
-            continue
-        n += 1
-        hits += ok
-    note = f"; not counted: {'; '.join(open_)}" if open_ else ""
-    if n == 0:
-        return Finding(
-            NOT_MEASURABLE,
-            f"no target whose choice could disagree{note}",
-            "; ".join(measured) or "—",
-            "— (one HSIC score per candidate)",
-        )
-    reason = (
-        _share_text(
-            hits,
-            n,
-            th,
-            "targets bridged by a same-family or high-resource "
-            f"language (high-resource: {', '.join(th.high_resource)})",
-        )
-        + note
-    )
-    return Finding(
-        _majority(hits, n, th),
-        reason,
-        "; ".join(measured),
-        "— (one HSIC score per candidate)",
-        "the runner-up candidate",
-    )
-
-
-def overlap_ablation(frame: pl.DataFrame | None, th: Thresholds) -> Finding:
-    """A language's overlap neurons are shared: switching them off raises NLL on the other
-    languages too, beyond the matched random control. Reproduced when more than
-    ``th.majority`` of the off-diagonal cells lie above their control."""
-    if frame is None:
-        return not_run("results/evaluation/{model}/overlap.parquet is not made")
-    if missing := _no_metric(frame, "nll", "overlap"):
-        return missing
-    cells = own_and_control(frame, "nll")
-    if _no_controls(cells):
-        return Finding(NOT_MEASURABLE, "overlap.parquet has no random-control rows")
-    off = cells.filter(pl.col("intervened") != pl.col("evaluated"))
-    diag = cells.filter(pl.col("intervened") == pl.col("evaluated"))
-    if off.is_empty():
-        return Finding(NOT_MEASURABLE, "needs two or more languages (evaluation.overlap)")
-    rows = list(off.iter_rows(named=True))
-    nan = [f"{r['intervened']}→{r['evaluated']}" for r in rows if not _cell_ok(r)]
-    good = [r for r in rows if _cell_ok(r)]
-    if not good:
-        return Finding(NOT_MEASURABLE, f"every cross-language cell is NaN{_nan_note(nan)}")
-    hits = sum(_above(r) for r in good)
-    own = np.array([r["own"] for r in good])
-    ctrl = np.array([r["ctrl"] for r in good])
-    low, high = bootstrap_mean(own - ctrl, th)
-    diag_ok = [r["own"] for r in diag.iter_rows(named=True) if _finite(r["own"])]
-    measured = (
-        f"cross-language ΔNLL {num(float(own.mean()))} mean over {len(good)} cells "
-        f"(own language: {num(float(np.mean(diag_ok))) if diag_ok else 'n/a'}); "
-        f"{hits} cells above their control"
-    )
-    reason = _share_text(
-        hits, len(good), th, "cross-language cells whose interval lies above the random control's"
-    ) + _nan_note(nan)
-    if th.ablation_mode == "zero":
-        reason += (
-            "; measured with ablation.mode zero: an overlap set is mostly neurons active on "
-            "nearly every token, and zeroing them also removes the constant they feed forward "
-            "(run ablation.mode: mean to test sharing without that shift)"
-        )
-    else:
-        reason += f"; measured with ablation.mode {th.ablation_mode}"
-    return Finding(
-        _majority(hits, len(good), th),
-        reason,
-        measured,
-        f"own − control {interval(low, high)} (bootstrap over cells)",
-        f"random sets, mean ΔNLL {num(float(ctrl.mean()))}",
-    )
 
 
 def value_shifts(frame: pl.DataFrame | None, th: Thresholds) -> Finding:

@@ -99,10 +99,8 @@ def _grid(part: pl.DataFrame, column: str) -> torch.Tensor:
 
 
 def _assignment(support: torch.Tensor, conflict: torch.Tensor) -> list[str | None]:
-    both = support & conflict
-    labels = [None, "support", "conflict", "both"]
+    labels = [None, "support", "conflict", "both"]  # indexed by support + 2 · conflict
     code = support.long() + 2 * conflict.long()
-    code = torch.where(both, torch.full_like(code, 3), code)
     return [labels[c] for c in code.flatten().tolist()]
 
 
