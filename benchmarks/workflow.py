@@ -14,10 +14,20 @@ Snakemake benchmark file per job under ``results/benchmarks/<rule>/...``; they a
 
 Prints, per checkout, a table of rule, jobs, wall s (sum), CPU s (sum) and peak memory (MB, the
 largest max_rss of its jobs), slowest first, then the sum of the job wall times, the snakemake
-run's own wall time and the rules that ran without a benchmark file. With ``--baseline``, also the
-per-rule wall s of both with their ratio (baseline / this) and the ratio of the totals. Snakemake's
-output goes to ``snakemake.log`` in the working folder, which is deleted unless ``--keep DIR``
-(then the folders are DIR/baseline and DIR/this).
+run's own wall time and the rules that ran without a benchmark file.
+
+Work ratios: both runs have ``POLYNEURON_WORK_RATIO=1`` in their environment, so each model job
+of a checkout that has ``polyneuron.model.work`` ends by replaying the plain forward (or
+generation) passes it needs at minimum — its inputs once per intervention and control — in its
+own process, and logs ``work: job J s, minimum M s (...), ratio R; replay P s``. This script
+reads those lines from the job logs and prints every model job's work ratio (J / M: the job's
+time, imports and model loading included, over its minimum), slowest first. The replay is not
+the job's work: it is taken off the job's wall time (``wall s`` and every total below are net
+of it; ``replay s`` says how much). ``--no-work-ratios`` runs without the replays.
+
+With ``--baseline``, also the per-rule wall s of both with their ratio (baseline / this) and
+the ratio of the totals. Snakemake's output goes to ``snakemake.log`` in the working folder,
+which is deleted unless ``--keep DIR`` (then the folders are DIR/baseline and DIR/this).
 """
 
 from __future__ import annotations
@@ -47,6 +57,20 @@ SUMMARY_SCHEMA = {
     "peak_mb": pl.Float64,
 }
 JOB_LINE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$", flags=re.MULTILINE)
+LOGS = Path("logs")
+WORK_LINE = re.compile(
+    r"work: job (?P<job_s>[\d.]+) s, minimum (?P<minimum_s>[\d.]+) s \((?P<what>[^)]*)\), "
+    r"ratio (?P<ratio>[\d.]+|nan); replay (?P<replay_s>[\d.]+) s"
+)
+WORK_SCHEMA = {
+    "rule": pl.String,
+    "job": pl.String,
+    "job_s": pl.Float64,
+    "minimum_s": pl.Float64,
+    "ratio": pl.Float64,
+    "replay_s": pl.Float64,
+    "what": pl.String,
+}
 
 
 def read_benchmark(path: Path) -> pl.DataFrame:
@@ -88,6 +112,39 @@ def summarise(bench_dir: Path) -> pl.DataFrame:
         )
         .select(SUMMARY_SCHEMA.keys())
         .cast(SUMMARY_SCHEMA)
+        .sort(["wall_s", "rule"], descending=[True, False])
+    )
+
+
+def work_ratios(log_dir: Path) -> pl.DataFrame:
+    """Every job log's work line (logs/<rule>/<wildcards...>.log): rule, job (the log's path
+    under logs/<rule>), job s, minimum s, ratio, replay s and what the minimum is; highest
+    ratio first."""
+    rows = []
+    for path in sorted(log_dir.rglob("*.log")) if log_dir.is_dir() else []:
+        found = WORK_LINE.search(path.read_text(encoding="utf-8", errors="replace"))
+        if found is None:
+            continue
+        parts = path.relative_to(log_dir).parts
+        rows.append(
+            {
+                "rule": parts[0],
+                "job": "/".join(parts[1:]).removesuffix(".log") or parts[0],
+                **{k: float(found[k]) for k in ("job_s", "minimum_s", "ratio", "replay_s")},
+                "what": found["what"],
+            }
+        )
+    frame = pl.DataFrame(rows, schema=WORK_SCHEMA)
+    return frame.sort(["ratio", "rule", "job"], descending=[True, False, False])
+
+
+def net_of_replays(summary: pl.DataFrame, work: pl.DataFrame) -> pl.DataFrame:
+    """``summary`` with each rule's replay seconds (column ``replay_s``) taken off its wall s."""
+    replays = work.group_by("rule").agg(replay_s=pl.col("replay_s").sum())
+    return (
+        summary.join(replays, on="rule", how="left")
+        .with_columns(pl.col("replay_s").fill_null(0.0))
+        .with_columns(wall_s=pl.col("wall_s") - pl.col("replay_s"))
         .sort(["wall_s", "rule"], descending=[True, False])
     )
 
@@ -146,6 +203,20 @@ def summary_table(summary: pl.DataFrame) -> str:
     return render(["rule", "jobs", "wall s", "CPU s", "peak MB"], rows)
 
 
+def work_table(work: pl.DataFrame) -> str:
+    rows = [
+        [
+            f"{row['rule']} {row['job']}",
+            number(row["job_s"]),
+            number(row["minimum_s"]),
+            number(row["ratio"], 2),
+            row["what"],
+        ]
+        for row in work.iter_rows(named=True)
+    ]
+    return render(["job", "job s", "minimum s", "ratio", "minimum: plain passes"], rows)
+
+
 def compare_table(table: pl.DataFrame) -> str:
     rows = [
         [
@@ -166,6 +237,7 @@ class Run:
     summary: pl.DataFrame
     wall_s: float
     unbenchmarked: list[str]
+    work: pl.DataFrame
 
     @property
     def job_s(self) -> float:
@@ -173,14 +245,24 @@ class Run:
 
 
 def run_workflow(
-    label: str, checkout: Path, config: Path, cores: int, targets: list[str], workdir: Path
+    label: str,
+    checkout: Path,
+    config: Path,
+    cores: int,
+    targets: list[str],
+    workdir: Path,
+    work: bool = True,
 ) -> Run:
-    """Run the whole workflow of a checkout in an empty working folder and summarise it."""
+    """Run the whole workflow of a checkout in an empty working folder and summarise it (with
+    ``work``: the jobs' work ratios, their replays taken off the wall times)."""
     workdir.mkdir(parents=True, exist_ok=True)
     if any(workdir.iterdir()):
         raise SystemExit(f"{workdir} is not empty; the benchmark needs a fresh results folder")
     shutil.copyfile(config, workdir / "config.yaml")
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    env.pop("POLYNEURON_WORK_RATIO", None)
+    if work:
+        env["POLYNEURON_WORK_RATIO"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(checkout / "workflow"), os.environ.get("PYTHONPATH")])
     )
@@ -210,10 +292,11 @@ def run_workflow(
             f"{label}: snakemake failed (exit {result.returncode}) after {wall_s:.1f} s:\n"
             f"{log[-5000:]}"
         )
-    summary = summarise(workdir / BENCHMARKS)
+    ratios = work_ratios(workdir / LOGS)
+    summary = net_of_replays(summarise(workdir / BENCHMARKS), ratios)
     benchmarked = set(summary["rule"].to_list())
     unbenchmarked = [rule for rule in rules_run(log) if rule not in benchmarked]
-    return Run(label, checkout, summary, wall_s, unbenchmarked)
+    return Run(label, checkout, summary, wall_s, unbenchmarked, ratios)
 
 
 def report(run: Run) -> None:
@@ -225,6 +308,10 @@ def report(run: Run) -> None:
     print(f"snakemake run wall time: {run.wall_s:,.1f} s")
     if run.unbenchmarked:
         print(f"ran without a benchmark file: {', '.join(run.unbenchmarked)}")
+    if not run.work.is_empty():
+        replay = float(run.work["replay_s"].sum())
+        print(f"\nwork ratios ({run.label}; {replay:,.1f} s of replays taken off the wall times):")
+        print(work_table(run.work))
 
 
 def report_comparison(baseline: Run, this: Run) -> None:
@@ -251,6 +338,7 @@ def main() -> None:
     )
     parser.add_argument("--baseline", type=Path, help="another checkout, run first")
     parser.add_argument("--keep", type=Path, help="keep the working folders under this folder")
+    parser.add_argument("--no-work-ratios", action="store_true", help="no replays: no work ratios")
     args = parser.parse_args()
 
     config = args.config.resolve()
@@ -268,7 +356,15 @@ def main() -> None:
     try:
         for label, checkout in checkouts:
             runs.append(
-                run_workflow(label, checkout, config, args.cores, args.target, root / label)
+                run_workflow(
+                    label,
+                    checkout,
+                    config,
+                    args.cores,
+                    args.target,
+                    root / label,
+                    work=not args.no_work_ratios,
+                )
             )
             report(runs[-1])  # at once: a failing second run keeps the first one's numbers
     finally:

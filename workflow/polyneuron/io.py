@@ -9,7 +9,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -139,6 +139,29 @@ def write_parquet(df: pl.DataFrame, path: str | Path) -> None:
     """Write ``df`` as Parquet through pyarrow, atomically."""
     with atomic_path(path) as tmp:
         df.write_parquet(tmp, use_pyarrow=True)
+
+
+def write_parquet_groups(
+    frames: Iterable[pl.DataFrame], path: str | Path, schema: Mapping[str, pl.DataType]
+) -> int:
+    """Write ``frames`` (each of ``schema``) as the row groups of one Parquet file, one group
+    per frame, through pyarrow and atomically: the file reads back as :func:`write_parquet`'s
+    file of their concatenation, while memory holds one frame at a time. An error while the
+    frames are made leaves no file. Returns the number of rows written."""
+    import pyarrow.parquet as pq
+
+    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+    rows = 0
+    with (
+        atomic_path(path) as tmp,
+        pq.ParquetWriter(tmp, arrow_schema, compression="zstd", write_statistics=True) as writer,
+    ):
+        for frame in frames:
+            if frame.height:
+                table = frame.to_arrow().cast(arrow_schema)
+                writer.write_table(table, row_group_size=frame.height)
+                rows += frame.height
+    return rows
 
 
 def write_text(text: str, path: str | Path) -> None:

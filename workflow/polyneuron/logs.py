@@ -31,6 +31,9 @@ def script_log(path: str) -> Iterator[logging.Logger]:
         logger.setLevel(logging.INFO)
         try:
             yield logger
+            metered = sys.modules.get("polyneuron.model.work")
+            if metered is not None:  # a model job under POLYNEURON_WORK_RATIO: its work line
+                metered.finish(logger)
         except PolyneuronError as err:
             print(f"error: {err}", file=log)
             print(f"polyneuron error: {err}", file=console)

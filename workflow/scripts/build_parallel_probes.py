@@ -1,14 +1,24 @@
 """Parallel (or monolingual) text probes for one language: results/probes/flores/{lang}.parquet
-(and results/probes/text/{lang}.parquet)."""
+(and results/probes/text/{lang}.parquet), read line by line and written in row groups, so that
+memory does not grow with the corpus."""
 
-from polyneuron.io import write_parquet
+from collections import Counter
+
+from polyneuron.io import write_parquet_groups
 from polyneuron.logs import script_log
-from polyneuron.probes.parallel import parallel_probes
+from polyneuron.probes.parallel import PROBE_SCHEMA, probe_groups
 
 with script_log(snakemake.log[0]) as log:
     p = snakemake.params
     lang = snakemake.wildcards.lang
-    probes = parallel_probes(
+    counts = Counter()
+
+    def counted(frames):
+        for frame in frames:
+            counts.update(frame["split"].to_list())
+            yield frame
+
+    groups = probe_groups(
         lang,
         snakemake.input.text,
         reference=snakemake.input.get("reference"),
@@ -17,6 +27,5 @@ with script_log(snakemake.log[0]) as log:
         max_texts=p.max_texts,
         every=p.every,
     )
-    counts = dict(probes.group_by("split").len().sort("split").iter_rows())
-    log.info("%s: %d texts from %s %s", lang, probes.height, snakemake.input.text, counts)
-    write_parquet(probes, snakemake.output[0])
+    n = write_parquet_groups(counted(groups), snakemake.output[0], PROBE_SCHEMA)
+    log.info("%s: %d texts from %s %s", lang, n, snakemake.input.text, dict(sorted(counts.items())))

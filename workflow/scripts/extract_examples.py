@@ -5,6 +5,7 @@ float32, rows in the order of the probe file's rows of the extraction split); wi
 side in each layer's row, named with their widths in the metadata."""
 
 from polyneuron.logs import script_log
+from polyneuron.model import work
 from polyneuron.model.adapters import ACT, decoder_layers, module_widths, reference_pool
 from polyneuron.model.batches import encode
 from polyneuron.model.extract import collect_example_means, read_split
@@ -28,7 +29,10 @@ with script_log(snakemake.log[0]) as log:
                 "modules": ",".join(modules),
                 "widths": ",".join(map(str, widths.values()))}  # fmt: skip
     output = snakemake.output[0]
-    with safetensors_array(output, "activations", shape, "float32", metadata) as out:
+    with (
+        safetensors_array(output, "activations", shape, "float32", metadata) as out,
+        work.need(1, logits="none"),
+    ):
         collect_example_means(
             model,
             tokenizer,

@@ -5,6 +5,7 @@ import polars as pl
 
 from polyneuron.io import write_parquet
 from polyneuron.logs import script_log
+from polyneuron.model import work
 from polyneuron.model.batches import encode
 from polyneuron.model.extract import collect_stats, read_split
 from polyneuron.model.load import load_job_model
@@ -19,15 +20,16 @@ with script_log(snakemake.log[0]) as log:
     frames = []
     for group in sorted(probes["group"].unique()):
         rows = probes.filter(pl.col("group") == group)
-        stats = collect_stats(
-            model,
-            tokenizer,
-            encode(tokenizer, rows["text"].to_list()),
-            device,
-            batch_tokens=p.batch_tokens,
-            max_batch_size=p.max_batch_size,
-            desc=f"{wc.model}/{wc.probe}/{wc.lang} {group}",
-        )
+        with work.need(1, logits="none"):
+            stats = collect_stats(
+                model,
+                tokenizer,
+                encode(tokenizer, rows["text"].to_list()),
+                device,
+                batch_tokens=p.batch_tokens,
+                max_batch_size=p.max_batch_size,
+                desc=f"{wc.model}/{wc.probe}/{wc.lang} {group}",
+            )
         frames.append(stats.to_frame().with_columns(group=pl.lit(group)))
         log.info("%s %s: %d texts, %d tokens", wc.lang, group, rows.height, int(stats.n_tokens[0]))
     write_parquet(pl.concat(frames).select("group", pl.exclude("group")), snakemake.output[0])

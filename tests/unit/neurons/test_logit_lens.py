@@ -174,3 +174,34 @@ def test_continuation_token_on_the_tiny_tokenizer():
     assert answer_prefix_for(" ", "de") == " "
     ids = answer_token_ids(tok, "the quick brown", " ", ["fox", "fox jumps", "dog"])
     assert len(ids) == 2 and ids[0] == fox
+
+
+@pytest.mark.parametrize("family", ["gemma3", "gpt2"])
+def test_chunked_readout_equals_a_full_softmax(tiny_models: dict[str, Path], family: str):
+    """Decoded a few vocabulary rows at a time (running log-sum-exp and argmax), the set
+    probabilities and the top-1 token equal those of one softmax over the whole vocabulary,
+    soft-capping included; ties keep the first token."""
+    from polyneuron.model.adapters import unembed
+    from polyneuron.neurons.logit_lens import lens_readout
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models[family], dtype=torch.float32).eval()
+    hidden = torch.randn(6, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    vocab = model.get_output_embeddings().weight.shape[0]
+    sets = [[1, 5], [], [vocab - 1], [0, 2, 3], [7], [4, vocab - 2]]
+    with torch.inference_mode():
+        (probs,), top1 = lens_readout(model, hidden, [sets], chunk=7)
+        full = torch.softmax(unembed(model, hidden).float(), -1)
+    expected = torch.stack([full[row, ids].sum() for row, ids in enumerate(sets)])
+    torch.testing.assert_close(probs, expected, rtol=1e-5, atol=1e-7)
+    assert top1.tolist() == full.argmax(-1).tolist()
+    # a tie across chunks: the same weights at token 2 and at token 9 (another chunk)
+    head = model.get_output_embeddings()
+    with torch.no_grad():
+        saved = head.weight[9].clone()
+        head.weight[9] = head.weight[2]
+        try:
+            state = head.weight[2] * 50  # token 2 (and 9) is every row's clear top-1
+            (_,), tied = lens_readout(model, state[None].repeat(2, 1), [[[], []]], chunk=7)
+        finally:
+            head.weight[9] = saved
+    assert tied.tolist() == [2, 2]

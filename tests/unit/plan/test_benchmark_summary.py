@@ -134,3 +134,34 @@ def test_tables_render_every_rule_and_a_dash_for_unknowns(bench_dir: Path):
         {"rule": ["a"], "baseline_s": [3.0], "this_s": [2.0], "ratio": [1.5]},
     )
     assert bench.compare_table(frame).splitlines()[2].split() == ["a", "3.0", "2.0", "1.50"]
+
+
+def test_work_lines_give_each_jobs_ratio_and_come_off_the_wall_times(tmp_path: Path):
+    logs = tmp_path / "logs"
+    (logs / "evaluate_lape").mkdir(parents=True)
+    (logs / "evaluate_lape" / "m1.log").write_text(
+        "2026 INFO something\n2026 INFO work: job 30.0 s, minimum 20.0 s (2 batches, 100 tokens, "
+        "1,700 token passes), ratio 1.50; replay 2.5 s\n",
+        encoding="utf-8",
+    )
+    (logs / "find_refusal_direction" / "m2").mkdir(parents=True)
+    (logs / "find_refusal_direction" / "m2" / "en.log").write_text(
+        "INFO work: job 90.0 s, minimum 30.0 s (4 batches, 9 tokens, 9 token passes, 5 "
+        "generated tokens), ratio 3.00; replay 1.0 s\n",
+        encoding="utf-8",
+    )
+    (logs / "plot_lape_layers.log").write_text("no work line\n", encoding="utf-8")
+    work = bench.work_ratios(logs)
+    assert work.select("rule", "job", "ratio", "replay_s").to_dicts() == [
+        {"rule": "find_refusal_direction", "job": "m2/en", "ratio": 3.0, "replay_s": 1.0},
+        {"rule": "evaluate_lape", "job": "m1", "ratio": 1.5, "replay_s": 2.5},
+    ]
+    summary = pl.DataFrame(
+        {"rule": ["evaluate_lape", "plot_lape_layers"], "jobs": [1, 1], "wall_s": [33.0, 2.0]}
+    )
+    net = bench.net_of_replays(summary, work)
+    assert net.select("rule", "wall_s", "replay_s").rows() == [
+        ("evaluate_lape", 30.5, 2.5),
+        ("plot_lape_layers", 2.0, 0.0),
+    ]
+    assert "3.00" in bench.work_table(work) and "m2/en" in bench.work_table(work)

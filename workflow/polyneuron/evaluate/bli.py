@@ -316,8 +316,9 @@ def bli_matrix(
         )  # fmt: skip
 
     return intervention_matrix(
-        model, sets, evaluate, rows, seeds, mode, factor, desc=desc, controls=controls
-    )
+        model, sets, evaluate, rows, seeds, mode, factor, desc=desc, controls=controls,
+        new_tokens=max_new_tokens,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- bridges

@@ -33,6 +33,7 @@ from polyneuron.evaluate.interventions import (
     merge_sets,
     split_like,
 )
+from polyneuron.model import work
 from polyneuron.model.adapters import neurons_per_layer
 
 __all__ = [
@@ -167,6 +168,8 @@ def intervention_matrix(
     desc: str = "ablation",
     progress: tqdm | None = None,
     controls: Controls | None = None,
+    logits: str = "all",
+    new_tokens: int = 0,
 ) -> pl.DataFrame:
     """Run ``evaluate()`` (every evaluated key's scores) once on the plain model, then with
     each set of ``sets`` switched off (``mode`` and ``factor``/``means`` as
@@ -186,7 +189,9 @@ def intervention_matrix(
 
     A set without neurons is logged and skipped. Rows are ordered by intervened set (``sets``'
     order) and condition (the set, then the seeds in order). ``progress``, when given, is
-    updated by one per evaluation (else a bar of its own counts them)."""
+    updated by one per evaluation (else a bar of its own counts them). ``logits`` and
+    ``new_tokens`` say what one plain run needs at least (:func:`polyneuron.model.work.need`:
+    the logits it reads, or the tokens it generates) for the job's work ratio."""
     controls = controls or Controls()
     means = controls.means if controls.means is not None else means
     width = neurons_per_layer(model.config)
@@ -204,7 +209,9 @@ def intervention_matrix(
         bar = progress or stack.enter_context(
             tqdm(total=n_runs, desc=desc, unit="run", mininterval=5.0)
         )
-        baseline = evaluate()
+        # the least work: every run's passes as plain as the baseline's
+        with work.need(n_runs, new_tokens=new_tokens, logits=logits):
+            baseline = evaluate()
         if progress is None:
             bar.update(1)
         for name, ops in active.items():

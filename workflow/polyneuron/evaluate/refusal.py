@@ -38,6 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA, mean_metric_rows
+from polyneuron.model import work
 from polyneuron.model.batches import pad_token_id
 from polyneuron.model.chat import ChatPrompts, left_padded
 from polyneuron.model.steer import activation_addition, directional_ablation
@@ -276,7 +277,9 @@ def refusal_evaluation(
         baseline = {}
         for kind in PROMPTS.values():
             bar.set_postfix_str(f"baseline {kind}")
-            baseline[kind] = evaluate(kind)
+            times = 1 + sum(PROMPTS[run.intervention] == kind for run in runs)
+            with work.need(times, new_tokens=max_new_tokens):
+                baseline[kind] = evaluate(kind)
             bar.update(1)
         for run in runs:
             what = [run.intervention, run.intervened, run.control, run.seed]

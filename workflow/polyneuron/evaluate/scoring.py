@@ -156,8 +156,9 @@ def _matrix(
         return pl.concat(frames)
 
     return intervention_matrix(
-        model, sets, evaluate, rows, seeds, mode, factor, desc=desc, controls=controls
-    )
+        model, sets, evaluate, rows, seeds, mode, factor, desc=desc, controls=controls,
+        logits="last",
+    )  # fmt: skip
 
 
 _T = TypeVar("_T")

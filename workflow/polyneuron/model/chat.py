@@ -136,39 +136,12 @@ def mean_residuals(
     desc: str = "residuals",
 ) -> torch.Tensor:
     """Mean over prompts of each layer's input at the post-instruction positions:
-    ``[n_post, layers, hidden]`` float64."""
-    layers = decoder_layers(model)
-    n = len(prompts.input_ids)
-    if n == 0:
+    ``[n_post, layers, hidden]`` float64 (of :func:`readouts`' float32 inputs)."""
+    if not prompts.input_ids:
         raise PolyneuronError("no prompts to average")
-    hidden_size = model.get_input_embeddings().weight.shape[1]
-    total = torch.zeros(prompts.n_post, len(layers), hidden_size, dtype=torch.float64)
-    total = total.to(device)
-    offsets = torch.arange(-prompts.n_post, 0, device=device)
-    positions: list[torch.Tensor] = []
-
-    def hook(layer: int):
-        def pre(_module, args, kwargs):
-            hidden = hidden_arg(args, kwargs)
-            rows = torch.arange(hidden.shape[0], device=device)[:, None]
-            total[:, layer] += hidden[rows, positions[0]].sum(0).to(torch.float64)
-
-        return pre
-
-    handles = [
-        layer.register_forward_pre_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)
-    ]
-    body, pad = decoder_body(model), pad_token_id(tokenizer)
-    try:
-        with torch.inference_mode():
-            for rows in tqdm(list(_batches(prompts, range(n), batch_size)), desc=desc):
-                ids, attention, lengths = _collate(prompts, rows, pad, device)
-                positions[:] = [lengths[:, None] + offsets[None, :]]
-                body(input_ids=ids, attention_mask=attention, use_cache=False)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return (total / n).cpu()
+    inputs = readouts(model, tokenizer, prompts, device, batch_size, residuals=True, desc=desc)[1]
+    assert inputs is not None
+    return inputs.double().mean(0)
 
 
 def last_logits(
@@ -180,17 +153,65 @@ def last_logits(
 ) -> torch.Tensor:
     """Next-token logits after each prompt's last token, ``[prompts, vocab]`` float32, in
     prompt order (the unembedding runs on the last positions only)."""
+    return readouts(model, tokenizer, prompts, device, batch_size)[0]
+
+
+def readouts(
+    model: nn.Module,
+    tokenizer,
+    prompts: ChatPrompts,
+    device: torch.device,
+    batch_size: int = 32,
+    residuals: bool = False,
+    desc: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One pass over ``prompts``: the next-token logits after each prompt's last token
+    (``[prompts, vocab]`` float32, the unembedding on the last positions only) and, with
+    ``residuals``, each prompt's layer inputs at the post-instruction positions
+    (``[prompts, n_post, layers, hidden]`` float32; their mean is :func:`mean_residuals`'s
+    up to summation order), in prompt order."""
     n = len(prompts.input_ids)
+    if n == 0:
+        raise PolyneuronError("no prompts to run")
+    layers = decoder_layers(model)
     out: torch.Tensor | None = None
+    kept: torch.Tensor | None = None
+    if residuals:
+        hidden_size = model.get_input_embeddings().weight.shape[1]
+        kept = torch.empty(n, prompts.n_post, len(layers), hidden_size, dtype=torch.float32)
+    offsets = torch.arange(-prompts.n_post, 0, device=device)
+    state: dict[str, torch.Tensor] = {}
+
+    def hook(layer: int):
+        def pre(_module, args, kwargs):
+            hidden = hidden_arg(args, kwargs)
+            rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
+            state[f"layer{layer}"] = hidden[rows, state["positions"].to(hidden.device)]
+
+        return pre
+
+    handles = []
+    if residuals:
+        handles = [layer.register_forward_pre_hook(hook(i), with_kwargs=True)
+                   for i, layer in enumerate(layers)]  # fmt: skip
     body, pad = decoder_body(model), pad_token_id(tokenizer)
-    with torch.inference_mode():
-        for rows in _batches(prompts, range(n), batch_size):
-            ids, attention, lengths = _collate(prompts, rows, pad, device)
-            hidden = body(input_ids=ids, attention_mask=attention, use_cache=False)[0]
-            last = hidden[torch.arange(len(rows), device=device), lengths - 1]
-            logits = unembed(model, last).float().cpu()
-            if out is None:
-                out = torch.empty(n, logits.shape[-1])
-            out[rows] = logits
+    batches = list(_batches(prompts, range(n), batch_size))
+    try:
+        with torch.inference_mode():
+            for rows in tqdm(batches, desc=desc, disable=desc is None):
+                ids, attention, lengths = _collate(prompts, rows, pad, device)
+                state["positions"] = lengths[:, None] + offsets[None, :]
+                hidden = body(input_ids=ids, attention_mask=attention, use_cache=False)[0]
+                last = hidden[torch.arange(len(rows), device=device), lengths - 1]
+                logits = unembed(model, last).float().cpu()
+                if out is None:
+                    out = torch.empty(n, logits.shape[-1])
+                out[rows] = logits
+                if kept is not None:
+                    stacked = torch.stack([state[f"layer{i}"] for i in range(len(layers))], 2)
+                    kept[rows] = stacked.float().cpu()
+    finally:
+        for handle in handles:
+            handle.remove()
     assert out is not None, "no prompts"
-    return out
+    return out, kept

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
@@ -32,6 +34,78 @@ def read_split(path: str | Path, split: str) -> pl.DataFrame:
     return probes
 
 
+EXTRACT_CHUNK_ROWS = 8192  # texts read, tokenised and extracted at once by iter_split_rows
+
+
+def split_counts(path: str | Path, split: str) -> list[int]:
+    """Rows of ``split`` in each row group of a probe file (every row of a file without
+    splits), read from the row groups' statistics where they settle it (one value in the
+    group), else from the ``split`` column alone: never the texts."""
+    parquet = pq.ParquetFile(path)
+    meta = parquet.metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if "split" not in names:
+        return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    column = names.index("split")
+    counts = []
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        stats = group.column(column).statistics
+        if group.num_rows == 0:
+            counts.append(0)
+        elif stats is not None and stats.has_min_max and stats.min == stats.max:
+            counts.append(group.num_rows - stats.null_count if stats.min == split else 0)
+        else:
+            values = parquet.read_row_group(g, columns=["split"])["split"]
+            counts.append(int(pc.sum(pc.equal(values, split)).as_py() or 0))
+    return counts
+
+
+def count_split(path: str | Path, split: str) -> int:
+    """How many rows :func:`read_split` returns, without reading the texts."""
+    return sum(split_counts(path, split))
+
+
+def iter_split_rows(
+    path: str | Path,
+    split: str,
+    rows: range | None = None,
+    columns: Sequence[str] | None = None,
+    chunk_rows: int = EXTRACT_CHUNK_ROWS,
+) -> Iterator[pl.DataFrame]:
+    """``read_split(path, split)[rows]`` (all rows by default; ``columns`` only), in frames of
+    ``chunk_rows`` rows (the last one shorter), read one row group at a time and only from the
+    groups that hold them: memory holds a row group and a chunk, whatever the file's size.
+    The chunks depend on the row numbers alone, not on how the file is grouped."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
+    counts = split_counts(path, split)
+    rows = range(sum(counts)) if rows is None else rows
+    parquet = pq.ParquetFile(path)
+    has_split = "split" in parquet.schema_arrow.names
+    wanted = list(columns) if columns is not None else parquet.schema_arrow.names
+    read = wanted + (["split"] if has_split and "split" not in wanted else [])
+    pending: pl.DataFrame | None = None
+    first = 0  # index, among the split's rows, of the group's first one
+    for group, count in enumerate(counts):
+        start, stop = max(rows.start, first), min(rows.stop, first + count)
+        first += count
+        if start >= stop:
+            continue
+        frame = pl.from_arrow(parquet.read_row_group(group, columns=read))
+        if has_split:
+            frame = frame.filter(pl.col("split") == split)
+        frame = frame.slice(start - (first - count), stop - start).select(wanted)
+        if pending is not None:
+            frame = pl.concat([pending, frame])
+        while frame.height >= chunk_rows:
+            yield frame.slice(0, chunk_rows)
+            frame = frame.slice(chunk_rows)
+        pending = frame if frame.height else None
+    if pending is not None:
+        yield pending
+
+
 def collect_stats(
     model: torch.nn.Module,
     tokenizer,
@@ -45,6 +119,29 @@ def collect_stats(
     modules = activation_modules(model)
     stats = NeuronStats.zeros(len(modules), neurons_per_layer(model.config), device=device)
     _run_batches(model, tokenizer, encoded, device, stats, batch_tokens, max_batch_size, desc)
+    return stats
+
+
+def collect_stats_chunks(
+    model: torch.nn.Module,
+    tokenizer,
+    chunks: Iterable[Sequence[Encoded]],
+    device: torch.device,
+    batch_tokens: int = 4096,
+    max_batch_size: int = 256,
+    desc: str = "extract",
+) -> NeuronStats:
+    """:func:`collect_stats` over texts that come chunk by chunk (each tokenised when its turn
+    comes, e.g. from :func:`iter_split_rows`), folded into one set of statistics: memory holds
+    one chunk. Batches are length-grouped within a chunk, so sums can differ from one pass's
+    in float rounding only."""
+    modules = activation_modules(model)
+    stats = NeuronStats.zeros(len(modules), neurons_per_layer(model.config), device=device)
+    done = 0
+    for number, encoded in enumerate(chunks, start=1):
+        where = f"{desc} chunk {number} (texts from {done})"
+        _run_batches(model, tokenizer, encoded, device, stats, batch_tokens, max_batch_size, where)
+        done += len(encoded)
     return stats
 
 

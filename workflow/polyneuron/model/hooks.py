@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 import torch
@@ -44,6 +44,9 @@ class NeuronStats:
     n_active: torch.Tensor  # [layers, neurons] int64
     act_sum: torch.Tensor  # [layers, neurons] float64
     act_sqsum: torch.Tensor  # [layers, neurons] float64
+    #: reused for the per-token temporaries (0/1 of act > 0, act²): a fresh [tokens, neurons]
+    #: tensor per layer costs page faults on CPU (the allocator hands large blocks back)
+    _scratch: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def zeros(
@@ -67,15 +70,34 @@ class NeuronStats:
         self.n_tokens[layer] += where.count
         # clamp+sign ran faster on CPU than (x > 0); the float sums of 0/1 are exact below 2^24
         # tokens per batch. A masked sum is one GEMV with the 0/1 weights, no gather needed.
-        active = flat.clamp(min=0).sign_()
+        temp = self._temp(flat)
+        active = torch.clamp(flat, min=0, out=temp).sign_()
         if w is None:
             self.n_active[layer] += active.sum(0).to(torch.int64)
             self.act_sum[layer] += flat.sum(0).to(torch.float64)
-            self.act_sqsum[layer] += flat.square().sum(0).to(torch.float64)
+            self.act_sqsum[layer] += torch.mul(flat, flat, out=temp).sum(0).to(torch.float64)
         else:
             self.n_active[layer] += (w @ active)[0].round().to(torch.int64)
             self.act_sum[layer] += (w @ flat)[0].to(torch.float64)
-            self.act_sqsum[layer] += (w @ flat.square())[0].to(torch.float64)
+            self.act_sqsum[layer] += (w @ torch.mul(flat, flat, out=temp))[0].to(torch.float64)
+
+    def release_scratch(self) -> None:
+        """Drop the scratch buffer (the forward passes are done)."""
+        self._scratch = None
+
+    def _temp(self, like: torch.Tensor) -> torch.Tensor:
+        """A ``like``-shaped float32 tensor from the scratch buffer, grown when too small."""
+        size = like.numel()
+        scratch = self._scratch
+        if (
+            scratch is None
+            or scratch.numel() < size
+            or scratch.device != like.device
+            # written in place: an inference tensor only takes that inside inference mode
+            or (scratch.is_inference() and not torch.is_inference_mode_enabled())
+        ):
+            scratch = self._scratch = torch.empty(size, dtype=torch.float32, device=like.device)
+        return scratch[:size].view(like.shape)
 
     def nonfinite_layers(self) -> torch.Tensor:
         """``[layers]`` bool: layers whose sums hold a NaN or infinity (any activation folded in
@@ -147,6 +169,8 @@ class StatsCollector:
         finally:
             for handle in handles:
                 handle.remove()
+            if isinstance(self.stats, NeuronStats):
+                self.stats.release_scratch()
 
     def run(self, body: nn.Module, **batch: torch.Tensor) -> None:
         with suppress(_StopForward):

@@ -241,12 +241,18 @@ def load_prepared(spec: ModelSpec, model_dir: str | Path):
 def load_job_model(name: str, folder: str | Path, settings: Mapping[str, Any], threads: int):
     """A job's model: torch limited to the job's ``threads``, then the prepared ``folder`` of
     model ``name`` loaded with the rule's ``model`` params (dtype, device, device_map,
-    trust_remote_code); returns (model, tokenizer, device) as :func:`load_prepared`."""
+    trust_remote_code); returns (model, tokenizer, device) as :func:`load_prepared`. Under
+    ``POLYNEURON_WORK_RATIO`` the job's minimum work is metered (:mod:`polyneuron.model.work`)."""
     import torch
+
+    from polyneuron.model import work
+    from polyneuron.model.batches import pad_token_id
 
     torch.set_num_threads(threads)
     spec = ModelSpec(name=name, source=str(folder), **settings)
-    return load_prepared(spec, folder)
+    model, tokenizer, device = load_prepared(spec, folder)
+    work.start(model, pad_token_id(tokenizer))
+    return model, tokenizer, device
 
 
 def model_info(model_dir: str | Path) -> dict[str, object]:

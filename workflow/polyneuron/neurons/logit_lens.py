@@ -18,7 +18,8 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from polyneuron.model.adapters import decoder_body, decoder_layers, final_norm, unembed
+from polyneuron.model import work
+from polyneuron.model.adapters import decoder_body, decoder_layers, final_norm
 from polyneuron.model.batches import pad_token_id
 from polyneuron.neurons.writing import TokenScripts, language_scripts
 
@@ -115,18 +116,68 @@ def _hidden(output: object) -> torch.Tensor:
     return output[0] if isinstance(output, tuple | list) else output  # type: ignore[index,return-value]
 
 
-def _set_probability(probs: torch.Tensor, id_sets: Sequence[Sequence[int]]) -> torch.Tensor:
-    """``[batch]`` sums of ``probs[b, ids]`` over each row's token set (0 for an empty set)."""
-    width = max((len(s) for s in id_sets), default=0)
-    if width == 0:
-        return torch.zeros(probs.shape[0], dtype=probs.dtype, device=probs.device)
+def _id_matrix(id_sets: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[rows, width]`` token ids of each row's set (padded with 0) and a 0/1 mask of the
+    real ones (width ≥ 1)."""
+    width = max(1, max((len(s) for s in id_sets), default=0))
     index = torch.zeros((len(id_sets), width), dtype=torch.long)
-    keep = torch.zeros((len(id_sets), width), dtype=probs.dtype)
+    keep = torch.zeros((len(id_sets), width), dtype=torch.bool)
     for row, ids in enumerate(id_sets):
         index[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
-        keep[row, : len(ids)] = 1
-    picked = probs.gather(1, index.to(probs.device))
-    return (picked * keep.to(probs.device)).sum(1)
+        keep[row, : len(ids)] = True
+    return index, keep
+
+
+#: vocabulary rows decoded at once: bounds the logits held to rows x this many floats
+VOCAB_CHUNK = 16384
+
+
+def _softcap(model: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    config = getattr(model.config, "text_config", None) or model.config
+    cap = getattr(config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def lens_readout(
+    model: torch.nn.Module,
+    normed: torch.Tensor,
+    id_sets: Sequence[Sequence[Sequence[int]]],
+    chunk: int = VOCAB_CHUNK,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The unembedding of final-normed ``[rows, hidden]`` states, never held whole: per id
+    set list of ``id_sets`` (each one set per row) the softmax probability summed over each
+    row's set, ``[rows]`` float32, and the top-1 token per row (the first on ties).
+
+    The vocabulary goes through in chunks of ``chunk`` output rows (one product with every
+    row at once, so the weights are read once), keeping a running log-sum-exp and argmax;
+    each set's logits are products of the rows with those tokens' weights alone. Equals
+    softmax over :func:`polyneuron.model.adapters.unembed` up to float32 summation order."""
+    head = model.get_output_embeddings()
+    weight, bias = head.weight, getattr(head, "bias", None)
+    x = normed.to(weight.dtype)
+    rows = x.shape[0]
+    best = torch.full((rows,), float("-inf"), device=x.device)
+    top1 = torch.zeros(rows, dtype=torch.long, device=x.device)
+    lse = torch.full((rows,), float("-inf"), device=x.device)
+    for start in range(0, weight.shape[0], chunk):
+        logits = x @ weight[start : start + chunk].T
+        if bias is not None:
+            logits = logits + bias[start : start + chunk]
+        logits = _softcap(model, logits).float()
+        value, where = logits.max(-1)
+        top1 = torch.where(value > best, where + start, top1)  # strictly: earlier ties stay
+        best = torch.maximum(best, value)
+        lse = torch.logaddexp(lse, torch.logsumexp(logits, -1))
+    probs = []
+    for sets in id_sets:
+        index, keep = _id_matrix(sets)
+        index, keep = index.to(x.device), keep.to(x.device)
+        picked = torch.einsum("rh,rwh->rw", x, weight[index])
+        if bias is not None:
+            picked = picked + bias[index]
+        picked = torch.exp(_softcap(model, picked).float() - lse[:, None])
+        probs.append((picked * keep).sum(1))
+    return probs, top1
 
 
 def lens_probs(
@@ -185,18 +236,21 @@ def lens_probs(
                     attention[row, : len(encoded[i])] = 1
                 last = attention.sum(1) - 1
                 captured[:] = [None] * n_layers
-                body(input_ids=ids.to(device), attention_mask=attention.to(device), use_cache=False)
+                with work.need(1, logits="last"):
+                    body(input_ids=ids.to(device), attention_mask=attention.to(device),
+                         use_cache=False)  # fmt: skip
                 index = torch.tensor(batch, dtype=torch.long)
-                batch_gold = [gold_ids[i] for i in batch]
-                batch_english = [english_ids[i] for i in batch]
-                for layer, h in enumerate(captured):
-                    if h is None:
-                        raise RuntimeError(f"decoder layer {layer} did not run")
-                    logits = unembed(model, norm(h)).float()
-                    probs = torch.softmax(logits, dim=-1)
-                    p_gold[index, layer] = _set_probability(probs, batch_gold).cpu()
-                    p_english[index, layer] = _set_probability(probs, batch_english).cpu()
-                    top1[index, layer] = logits.argmax(-1).cpu()
+                if any(h is None for h in captured):
+                    raise RuntimeError(f"decoder layer {captured.index(None)} did not run")
+                # every layer's states at once: [layer * batch, hidden], layer-major
+                states = norm(torch.cat(captured))  # type: ignore[arg-type]
+                gold = [gold_ids[i] for i in batch] * n_layers
+                english = [english_ids[i] for i in batch] * n_layers
+                (p_g, p_e), top = lens_readout(model, states, [gold, english])
+                shape = (n_layers, len(batch))
+                p_gold[index] = p_g.reshape(shape).T.cpu()
+                p_english[index] = p_e.reshape(shape).T.cpu()
+                top1[index] = top.reshape(shape).T.cpu()
                 bar.update(len(batch))
     finally:
         for handle in handles:

@@ -30,7 +30,8 @@ from torch import nn
 from tqdm import tqdm
 
 from polyneuron import PolyneuronError
-from polyneuron.model.chat import ChatPrompts, encode_chat, last_logits, mean_residuals, subset
+from polyneuron.model import work
+from polyneuron.model.chat import ChatPrompts, encode_chat, last_logits, readouts, subset
 from polyneuron.model.steer import activation_addition, directional_ablation
 
 EPS = 1e-8
@@ -75,27 +76,41 @@ def score_candidates(
     batch_size: int = 32,
     positions: int | None = None,
     desc: str = "candidates",
+    base_harmless: torch.Tensor | None = None,
 ) -> pl.DataFrame:
     """Ablation score, steering score and KL of every candidate ``directions[pos, layer]``
-    below the pruned layers (those get nulls): one row per (position, layer); position counts
-    back from the prompt's end (−1 = the last token). ``positions``: only the last this many
-    post-instruction positions are candidates (None: all of them, as the reference)."""
+    below the pruned layers (those, and zero directions, get nulls): one row per (position,
+    layer); position counts back from the prompt's end (−1 = the last token). ``positions``:
+    only the last this many post-instruction positions are candidates (None: all of them, as
+    the reference).
+    ``base_harmless``: the plain model's logits of the harmless prompts when already known
+    (else they are computed). Under an ablation the harmful and harmless prompts run as one
+    set of length-grouped batches."""
     n_post, n_layers, _ = directions.shape
     cutoff = first_pruned_layer(n_layers, prune_layer_rate)
-    base_harmless = last_logits(model, tokenizer, val.harmless, device, batch_size)
+    if base_harmless is None:
+        base_harmless = last_logits(model, tokenizer, val.harmless, device, batch_size)
+    both = ChatPrompts(val.harmful.input_ids + val.harmless.input_ids, val.harmful.n_post)
+    n_harmful = len(val.harmful.input_ids)
     rows = []
     first = 0 if positions is None else max(0, n_post - positions)
     candidates = [(p, layer) for p in range(first, n_post) for layer in range(n_layers)]
+    # a zero direction (the same inputs for both kinds: layer 0's embeddings of the template
+    # tokens) has no unit vector to ablate: unscored, as the pruned layers
+    nonzero = directions.norm(dim=-1) > 0
+    n_scored = sum(layer < cutoff and bool(nonzero[p, layer]) for p, layer in candidates)
     for p, layer in tqdm(candidates, desc=desc, mininterval=5.0):
         row = {"position": p - n_post, "layer": layer}
-        if layer >= cutoff:
+        if layer >= cutoff or not nonzero[p, layer]:
             rows.append(row | {"ablation_score": None, "steering_score": None, "kl": None})
             continue
         direction = directions[p, layer]
-        with directional_ablation(model, direction):
-            harmful = last_logits(model, tokenizer, val.harmful, device, batch_size)
-            harmless = last_logits(model, tokenizer, val.harmless, device, batch_size)
-        with activation_addition(model, direction, layer, coeff):
+        # the least work: every scored candidate's passes as plain ones (recorded once)
+        times, n_scored = n_scored, 0
+        with work.need(times, logits="last"), directional_ablation(model, direction):
+            ablated = last_logits(model, tokenizer, both, device, batch_size)
+        harmful, harmless = ablated[:n_harmful], ablated[n_harmful:]
+        with work.need(times, logits="last"), activation_addition(model, direction, layer, coeff):
             steered = last_logits(model, tokenizer, val.harmless, device, batch_size)
         rows.append(
             row
@@ -258,25 +273,21 @@ class RefusalDirection:
 
 
 def _baseline_kept(
-    model: nn.Module,
-    tokenizer,
-    prompts: ChatPrompts,
+    logits: torch.Tensor,
     token_ids: Sequence[int],
-    device: torch.device,
     harmful: bool,
     settings: DirectionSettings,
     label: str,
-) -> ChatPrompts:
-    """The prompts :func:`keep_by_baseline` keeps, with a log line on how many passed."""
-    logits = last_logits(model, tokenizer, prompts, device, settings.batch_size)
+) -> list[int]:
+    """The rows :func:`keep_by_baseline` keeps of prompts whose plain next-token ``logits``
+    are given, with a log line on how many passed."""
     scores = refusal_scores(logits, token_ids)
     rows, applied = keep_by_baseline(scores, harmful, settings.min_prompts)
     passed = int((scores > 0).sum() if harmful else (scores < 0).sum())
     log.info("%s: %d of %d prompts %s (mean refusal score %.2f)%s", label, passed,
-             len(prompts.input_ids), "refused" if harmful else "not refused",
-             float(scores.mean()),
+             len(logits), "refused" if harmful else "not refused", float(scores.mean()),
              "" if applied else f"; fewer than {settings.min_prompts}: all kept")  # fmt: skip
-    return subset(prompts, rows)
+    return rows
 
 
 def find_refusal_direction(
@@ -298,25 +309,29 @@ def find_refusal_direction(
     inputs as candidates, scored on the validation prompts and selected
     (:func:`score_candidates`, :func:`select_direction`). ``source`` names the probes in
     errors; ``system_prompt`` goes before every instruction (:func:`encode_chat`)."""
-    prompts = {}
+    prompts, logits, train = {}, {}, {}
     for split, limit in (("train", settings.max_train), ("val", settings.max_val)):
         for kind in ("harmful", "harmless"):
             texts = probes.filter(split=split, label=kind)["text"].to_list()[:limit]
             if not texts:
                 raise PolyneuronError(f"{source}: no {kind} prompts in split {split!r}")
             encoded = encode_chat(tokenizer, texts, model_name, system_prompt)
+            # one pass per prompt set: the baseline filter's logits and, for the train
+            # prompts, the layer inputs the directions average
+            with work.need(1, logits="last"):
+                logits[split, kind], inputs = readouts(
+                    model, tokenizer, encoded, device, settings.batch_size,
+                    residuals=split == "train", desc=f"{model_name}/{lang} {split} {kind}",
+                )  # fmt: skip
+            rows = list(range(len(texts)))
             if settings.baseline_filter:
-                label = f"{lang} {split} {kind}"
-                encoded = _baseline_kept(
-                    model, tokenizer, encoded, token_ids, device, kind == "harmful", settings, label
-                )
-            prompts[split, kind] = encoded
+                rows = _baseline_kept(logits[split, kind], token_ids, kind == "harmful",
+                                      settings, f"{lang} {split} {kind}")  # fmt: skip
+            prompts[split, kind] = subset(encoded, rows)
+            logits[split, kind] = logits[split, kind][rows]
+            if inputs is not None:
+                train[kind] = inputs[rows].double().mean(0)
     n_post = prompts["train", "harmful"].n_post
-    train = {
-        kind: mean_residuals(model, tokenizer, prompts["train", kind], device,
-                             settings.batch_size, desc=f"{model_name}/{lang} {kind}")
-        for kind in ("harmful", "harmless")
-    }  # fmt: skip
     directions = (train["harmful"] - train["harmless"]).float()
     n_layers = directions.shape[1]
     candidates = score_candidates(
@@ -331,6 +346,7 @@ def find_refusal_direction(
         batch_size=settings.batch_size,
         positions=settings.positions,
         desc=f"{model_name}/{lang} candidates",
+        base_harmless=logits["val", "harmless"],
     )
     table = select_direction(
         candidates,

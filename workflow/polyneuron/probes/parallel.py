@@ -10,7 +10,7 @@ become probes of ``{lang}.parquet`` with one row per line; aligned lines share t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import polars as pl
@@ -27,6 +27,8 @@ PROBE_SCHEMA = {
     "source": pl.String,
     "line": pl.Int32,
 }
+GROUP_ROWS = 50_000  # rows per row group of a probe file written as a stream
+GROUP_CHARS = 32_000_000  # fewer once their texts hold this many characters (long documents)
 
 # ISO 639-1 -> FLORES-200 code (ISO 639-3 + ISO 15924 script). Macrolanguages map to the
 # variety FLORES-200 has: ar -> Modern Standard Arabic, fa -> Western Persian, sw -> Swahili
@@ -92,28 +94,51 @@ def text_file(
     return path
 
 
-def read_texts(path: str | Path) -> list[str]:
-    """The lines of a UTF-8 text file, stripped; every line must hold text.
+def is_blank(path: str | Path, block: int = 1 << 20) -> bool:
+    """Whether a file holds nothing but ASCII whitespace after a leading byte order mark, read
+    ``block`` bytes at a time."""
+    with open(path, "rb") as handle:
+        data = handle.read(block).removeprefix(b"\xef\xbb\xbf")
+        while data:
+            if data.strip():
+                return False
+            data = handle.read(block)
+    return True
+
+
+def iter_texts(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 text file, stripped, read as a stream; every line
+    must hold text, and errors name the file and line.
 
     Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` only (not at the Unicode separators that
     :meth:`str.splitlines` also honours, which would shift the alignment). A leading byte
     order mark is dropped. A final newline is optional.
     """
     path = Path(path)
-    if not path.read_bytes().removeprefix(b"\xef\xbb\xbf").strip():
+    if is_blank(path):
         raise PolyneuronError(f"{path}: the file is empty")
-    texts = []
     for number, line in decoded_lines(path):
         text = line.strip()
         if not text:
             raise PolyneuronError(f"{path}:{number}: empty line (every line must hold a text)")
-        texts.append(text)
-    return texts
+        yield number, text
+
+
+def read_texts(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file, stripped, as :func:`iter_texts` reads them."""
+    return [text for _, text in iter_texts(path)]
 
 
 def count_lines(path: str | Path) -> int:
-    """Lines as :func:`read_texts` counts them (a final newline adds none)."""
-    return len(Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines())
+    """Lines as :func:`read_texts` counts them (a final newline adds none), read as a stream."""
+    count = 0
+    with open(path, "rb") as handle:
+        # iteration splits after b"\n" only, so a "\r\n" never straddles two chunks
+        for number, chunk in enumerate(handle):
+            count += len(
+                (chunk.removeprefix(b"\xef\xbb\xbf") if number == 0 else chunk).splitlines()
+            )
+    return count
 
 
 def split_of(line: int, heldout_every: int) -> str:
@@ -134,28 +159,68 @@ def parallel_probes(
     max_texts: int | None = None,
     every: int = 1,
 ) -> pl.DataFrame:
-    """One probe per line of ``path``, the texts of language ``lang``.
+    """One probe per line of ``path``, the texts of language ``lang``: the rows of
+    :func:`probe_groups`, in one frame."""
+    frames = list(probe_groups(lang, path, reference, aligned, heldout_every, max_texts, every))
+    return pl.concat(frames, rechunk=True) if frames else pl.DataFrame(schema=PROBE_SCHEMA)
+
+
+def probe_groups(
+    lang: str,
+    path: str | Path,
+    reference: str | Path | None = None,
+    aligned: bool = True,
+    heldout_every: int = 5,
+    max_texts: int | None = None,
+    every: int = 1,
+    group_rows: int = GROUP_ROWS,
+    group_chars: int = GROUP_CHARS,
+) -> Iterator[pl.DataFrame]:
+    """One probe per line of ``path``, the texts of language ``lang``, read as a stream and
+    yielded in frames of at most ``group_rows`` rows (fewer once their texts hold
+    ``group_chars`` characters): the row groups of the probe file, in line order.
 
     Aligned corpora: ``reference`` is another language's file of the same corpus (the first
     configured language's); both must have the same number of lines, and line i of each gets
     ``pair_id`` = i. Monolingual text (``aligned=False``): no ``pair_id``, no reference.
     ``every`` keeps lines 1, 1 + every, 1 + 2·every, … (an even sample of a file ordered by
-    source), then ``max_texts`` the first of those; rows keep their line numbers.
+    source), then ``max_texts`` the first of those; rows keep their line numbers. Every line
+    is checked, kept or not; a misaligned file fails before its last group is yielded.
     """
     path = Path(path)
-    texts = read_texts(path)
-    if aligned and reference is not None and Path(reference) != path:
-        n_ref = count_lines(reference)
-        if n_ref != len(texts):
-            raise PolyneuronError(
-                f"unaligned files: {path} has {len(texts)} lines but {reference} has {n_ref}; "
-                "line i of every language's file must translate line i of the others (set "
-                "probes.flores.aligned: false for monolingual text)"
-            )
     if every < 1:
         raise ValueError(f"every must be positive, got {every}")
-    lines = list(range(1, len(texts) + 1, every))[:max_texts]
-    texts = [texts[line - 1] for line in lines]
+    if max_texts is not None and max_texts < 0:
+        raise ValueError(f"max_texts must not be negative, got {max_texts}")
+    n_ref = None
+    if aligned and reference is not None and Path(reference) != path:
+        n_ref = count_lines(reference)
+    lines: list[int] = []
+    texts: list[str] = []
+    kept = chars = n_lines = 0
+    for n_lines, text in iter_texts(path):
+        if (n_lines - 1) % every or (max_texts is not None and kept >= max_texts):
+            continue
+        lines.append(n_lines)
+        texts.append(text)
+        kept += 1
+        chars += len(text)
+        if len(lines) >= group_rows or chars >= group_chars:
+            yield _probe_frame(lang, path.name, lines, texts, aligned, heldout_every)
+            lines, texts, chars = [], [], 0
+    if n_ref is not None and n_ref != n_lines:
+        raise PolyneuronError(
+            f"unaligned files: {path} has {n_lines} lines but {reference} has {n_ref}; "
+            "line i of every language's file must translate line i of the others (set "
+            "probes.flores.aligned: false for monolingual text)"
+        )
+    if lines:
+        yield _probe_frame(lang, path.name, lines, texts, aligned, heldout_every)
+
+
+def _probe_frame(
+    lang: str, source: str, lines: list[int], texts: list[str], aligned: bool, heldout_every: int
+) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "id": [f"{lang}-{line:05d}" for line in lines],
@@ -163,8 +228,8 @@ def parallel_probes(
             "lang": [lang] * len(texts),
             "text": texts,
             "split": [split_of(line, heldout_every) for line in lines],
-            "source": [path.name] * len(texts),
-            "line": list(lines),
+            "source": [source] * len(texts),
+            "line": lines,
         },
         schema=PROBE_SCHEMA,
     )
