@@ -191,12 +191,15 @@ def final_norm(model: nn.Module) -> nn.Module:
 def unembed(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """Logits from final-normed hidden states: the output embedding, then the family's final
     logit soft-capping where its config sets one (Gemma 2/3)."""
-    logits = model.get_output_embeddings()(hidden)
+    return softcap(model, model.get_output_embeddings()(hidden))
+
+
+def softcap(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """The family's final logit soft-capping where its config sets one (Gemma 2/3), else
+    ``logits`` as they are."""
     config = getattr(model.config, "text_config", None) or model.config
     cap = getattr(config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def neurons_per_layer(config: object) -> int:

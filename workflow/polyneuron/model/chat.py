@@ -180,13 +180,14 @@ def readouts(
         hidden_size = model.get_input_embeddings().weight.shape[1]
         kept = torch.empty(n, prompts.n_post, len(layers), hidden_size, dtype=torch.float32)
     offsets = torch.arange(-prompts.n_post, 0, device=device)
-    state: dict[str, torch.Tensor] = {}
+    positions = torch.zeros(0, dtype=torch.long)
+    inputs: list[torch.Tensor] = [positions] * len(layers)  # the batch's, layer by layer
 
     def hook(layer: int):
         def pre(_module, args, kwargs):
             hidden = hidden_arg(args, kwargs)
             rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
-            state[f"layer{layer}"] = hidden[rows, state["positions"].to(hidden.device)]
+            inputs[layer] = hidden[rows, positions.to(hidden.device)]
 
         return pre
 
@@ -200,7 +201,7 @@ def readouts(
         with torch.inference_mode():
             for rows in tqdm(batches, desc=desc, disable=desc is None):
                 ids, attention, lengths = _collate(prompts, rows, pad, device)
-                state["positions"] = lengths[:, None] + offsets[None, :]
+                positions = lengths[:, None] + offsets[None, :]
                 hidden = body(input_ids=ids, attention_mask=attention, use_cache=False)[0]
                 last = hidden[torch.arange(len(rows), device=device), lengths - 1]
                 logits = unembed(model, last).float().cpu()
@@ -208,8 +209,7 @@ def readouts(
                     out = torch.empty(n, logits.shape[-1])
                 out[rows] = logits
                 if kept is not None:
-                    stacked = torch.stack([state[f"layer{i}"] for i in range(len(layers))], 2)
-                    kept[rows] = stacked.float().cpu()
+                    kept[rows] = torch.stack(inputs, 2).float().cpu()
     finally:
         for handle in handles:
             handle.remove()

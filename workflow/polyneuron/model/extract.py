@@ -116,10 +116,9 @@ def collect_stats(
     desc: str = "extract",
 ) -> NeuronStats:
     """Neuron statistics of ``model`` over ``encoded`` texts; padding never counts."""
-    modules = activation_modules(model)
-    stats = NeuronStats.zeros(len(modules), neurons_per_layer(model.config), device=device)
-    _run_batches(model, tokenizer, encoded, device, stats, batch_tokens, max_batch_size, desc)
-    return stats
+    return collect_stats_chunks(
+        model, tokenizer, [encoded], device, batch_tokens, max_batch_size, desc
+    )
 
 
 def collect_stats_chunks(
@@ -139,7 +138,7 @@ def collect_stats_chunks(
     stats = NeuronStats.zeros(len(modules), neurons_per_layer(model.config), device=device)
     done = 0
     for number, encoded in enumerate(chunks, start=1):
-        where = f"{desc} chunk {number} (texts from {done})"
+        where = desc if number == 1 else f"{desc} chunk {number} (texts from {done})"
         _run_batches(model, tokenizer, encoded, device, stats, batch_tokens, max_batch_size, where)
         done += len(encoded)
     return stats

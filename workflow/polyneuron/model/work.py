@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from polyneuron.model.adapters import decoder_body
+
 ENV = "POLYNEURON_WORK_RATIO"
 LINE = (
     "work: job {job:.1f} s, minimum {minimum:.1f} s ({what}), ratio {ratio:.2f}; "
@@ -89,7 +91,7 @@ class Meter:
                     do_sample=False, num_beams=1, pad_token_id=self.pad_token_id,
                 )  # fmt: skip
             elif item.logits == "none":
-                _body(self.model)(input_ids=ids, attention_mask=mask, use_cache=False)
+                decoder_body(self.model)(input_ids=ids, attention_mask=mask, use_cache=False)
             elif item.logits == "last":
                 self.model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
             else:
@@ -129,12 +131,6 @@ def _process_start() -> float:
         return time.time()
 
 
-def _body(model: nn.Module) -> nn.Module:
-    from polyneuron.model.adapters import decoder_body
-
-    return decoder_body(model)
-
-
 @contextmanager
 def need(times: int, new_tokens: int = 0, logits: str = "all") -> Iterator[None]:
     """Record each batch the decoder body sees in this scope as needed ``times`` times, with
@@ -167,7 +163,7 @@ def need(times: int, new_tokens: int = 0, logits: str = "all") -> Iterator[None]
         )
 
     _SCOPE.append(token)
-    handle = _body(meter.model).register_forward_pre_hook(pre, with_kwargs=True)
+    handle = decoder_body(meter.model).register_forward_pre_hook(pre, with_kwargs=True)
     try:
         yield
     finally:

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from polyneuron.model import work
-from polyneuron.model.adapters import decoder_body, decoder_layers, final_norm
+from polyneuron.model.adapters import decoder_body, decoder_layers, final_norm, softcap
 from polyneuron.model.batches import pad_token_id
 from polyneuron.neurons.writing import TokenScripts, language_scripts
 
@@ -132,12 +132,6 @@ def _id_matrix(id_sets: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Te
 VOCAB_CHUNK = 16384
 
 
-def _softcap(model: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
-    config = getattr(model.config, "text_config", None) or model.config
-    cap = getattr(config, "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
-
-
 def lens_readout(
     model: torch.nn.Module,
     normed: torch.Tensor,
@@ -163,7 +157,7 @@ def lens_readout(
         logits = x @ weight[start : start + chunk].T
         if bias is not None:
             logits = logits + bias[start : start + chunk]
-        logits = _softcap(model, logits).float()
+        logits = softcap(model, logits).float()
         value, where = logits.max(-1)
         top1 = torch.where(value > best, where + start, top1)  # strictly: earlier ties stay
         best = torch.maximum(best, value)
@@ -175,7 +169,7 @@ def lens_readout(
         picked = torch.einsum("rh,rwh->rw", x, weight[index])
         if bias is not None:
             picked = picked + bias[index]
-        picked = torch.exp(_softcap(model, picked).float() - lse[:, None])
+        picked = torch.exp(softcap(model, picked).float() - lse[:, None])
         probs.append((picked * keep).sum(1))
     return probs, top1
 
