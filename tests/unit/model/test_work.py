@@ -76,3 +76,25 @@ def test_a_failing_replay_warns_and_never_fails_the_job(model, monkeypatch, capl
         work.finish(logging.getLogger("polyneuron"))
     assert "replay of the job's minimum failed (out of memory)" in caplog.text
     assert ", ratio " not in caplog.text and work._ACTIVE is None
+
+
+def test_add_records_a_batch_by_hand_only_under_an_open_meter(model, monkeypatch):
+    monkeypatch.delenv(work.ENV, raising=False)
+    work.start(model)
+    work.add(torch.zeros(2, 3, dtype=torch.long), None, 4)  # no meter: nothing, no error
+    monkeypatch.setenv(work.ENV, "1")
+    work.start(model)
+    meter = work._ACTIVE
+    assert meter is not None
+    mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    work.add(torch.zeros(2, 3, dtype=torch.long), mask, 4, logits="last")
+    work.add(torch.zeros(1, 2, dtype=torch.long), None, 2)  # no mask: every token counts
+    work.add(torch.zeros(1, 2, dtype=torch.long), None, 0)  # not needed
+    with pytest.raises(ValueError, match="logits must be one of"):
+        work.add(torch.zeros(1, 2, dtype=torch.long), None, 1, logits="first")
+    assert [(n.times, n.logits, int(n.attention_mask.sum())) for n in meter.needed] == [
+        (4, "last", 5),
+        (2, "all", 2),
+    ]
+    assert meter.describe() == "2 batches, 7 tokens, 24 token passes"
+    work._ACTIVE = None

@@ -28,6 +28,7 @@ from polyneuron.evaluate.controls import Controls
 from polyneuron.evaluate.interventions import NeuronSet
 from polyneuron.evaluate.matrix import intervention_matrix, mean_metric_rows
 from polyneuron.model.batches import pad_token_id
+from polyneuron.model.greedy import greedy_batch
 from polyneuron.neurons.overlap import overlap_sets
 from polyneuron.probes.muse import Malformed, build_probes, language_pairs
 
@@ -152,53 +153,25 @@ def _greedy_batch(
     device: torch.device,
     max_new_tokens: int,
 ) -> list[str]:
-    """Greedy continuations of a left-padded batch. A row leaves the batch (its key-value
-    cache rows dropped) once its first word is complete — later tokens could not change it —
-    or at an end-of-sequence token: most rows need three tokens of the eight allowed, and each
-    token costs a row a pass through the 262k-word unembedding of Gemma 3."""
-    pad = pad_token_id(tokenizer)
+    """Greedy continuations of one left-padded batch (:func:`polyneuron.model.greedy.
+    greedy_batch`). A row leaves the batch (its key-value cache rows dropped) once its first
+    word is complete — later tokens could not change it — or at an end-of-sequence token: most
+    rows need three tokens of the eight allowed, and each token costs a row a pass through the
+    262k-word unembedding of Gemma 3."""
     stop = set(_eos_ids(model, tokenizer))
-    width = max(len(e) for e in encoded)
-    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, tokens in enumerate(encoded):
-        ids[row, width - len(tokens) :] = torch.tensor(list(tokens), dtype=torch.long)
-        mask[row, width - len(tokens) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # real tokens only, as generate() counts
     generated: list[list[int]] = [[] for _ in encoded]
-    active = torch.arange(len(encoded))
-    cache = None
-    step_ids, step_positions = ids, positions
-    for _ in range(max_new_tokens):
-        out = model(
-            input_ids=step_ids,
-            attention_mask=mask,
-            position_ids=step_positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache = out.past_key_values
-        tokens = out.logits[:, -1].argmax(-1)
+
+    def choose(rows: list[int], tokens: list[int]) -> list[int]:
         keep = []
-        for slot, (row, token) in enumerate(zip(active.tolist(), tokens.tolist(), strict=True)):
+        for slot, (row, token) in enumerate(zip(rows, tokens, strict=True)):
             if token in stop:
                 continue
             generated[row].append(token)
-            text = tokenizer.decode(generated[row], skip_special_tokens=True)
-            if not _word_complete(text):
+            if not _word_complete(tokenizer.decode(generated[row], skip_special_tokens=True)):
                 keep.append(slot)
-        if not keep:
-            break
-        index = torch.tensor(keep, dtype=torch.long)
-        if len(keep) < len(active):
-            cache.batch_select_indices(index.to(device))
-            mask = mask[index.to(device)]
-        active = active[index]
-        step_ids = tokens[index.to(tokens.device)].unsqueeze(1)
-        step_positions = step_positions[index.to(device), -1:] + 1
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        return keep
+
+    greedy_batch(model, encoded, pad_token_id(tokenizer), device, max_new_tokens, choose)
     return [tokenizer.decode(g, skip_special_tokens=True) for g in generated]
 
 

@@ -13,7 +13,6 @@ greedy tokens, :func:`greedy_tokens`, form a prefix of an accepted object,
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -30,10 +29,10 @@ from polyneuron.evaluate.scoring import (
     _flatten,
     _last_only,
     _matrix,
-    next_token_scores,
 )
 from polyneuron.model.adapters import ACT, MODULE_NAMES, module_widths
-from polyneuron.model.batches import Encoded, encode
+from polyneuron.model.batches import Encoded, encode, plan_batches
+from polyneuron.model.greedy import greedy_batch
 from polyneuron.neurons.logit_lens import (
     answer_prefix_for,
     answer_token_ids,
@@ -104,25 +103,27 @@ def greedy_tokens(
     batch_tokens: int = 4096,
     max_batch_size: int = 64,
 ) -> torch.Tensor:
-    """``[prompt, n_tokens]``: the model's greedy continuation of each prompt (scored at its
-    last token, as :func:`encode_cloze` encodes), one :func:`next_token_scores` pass per
-    token, each appending the token before."""
-    steps = []
-    current = list(encoded)
-    for step in range(n_tokens):
-        scores = next_token_scores(
-            model, current, [[[]] for _ in current], pad_id, device, batch_tokens, max_batch_size
-        )
-        steps.append(scores.top1)
-        if step + 1 < n_tokens:
-            grown = [
-                Encoded(array(e.input_ids.typecode, [*e.input_ids, t]), e.counted)
-                for e, t in zip(current, scores.top1.tolist(), strict=True)
-            ]
-            current = _last_only(grown)
-    if not steps:
-        return torch.zeros((len(encoded), 0), dtype=torch.long)
-    return torch.stack(steps, dim=1)
+    """``[prompt, n_tokens]``: the model's greedy continuation of each prompt (the whole
+    encoded prompt; :func:`encode_cloze` scores its last token), in length-grouped left-padded
+    batches with a key-value cache (:func:`polyneuron.model.greedy.greedy_batch`): one pass
+    over the prompt, then one token per step."""
+    out = torch.zeros((len(encoded), n_tokens), dtype=torch.long)
+    if n_tokens == 0:
+        return out
+    lengths = [len(e.input_ids) for e in encoded]
+    with torch.inference_mode():
+        for rows in plan_batches(lengths, batch_tokens, max_batch_size):
+            done = [0] * len(rows)
+
+            def choose(active: list[int], tokens: list[int], rows=rows, done=done) -> list[int]:
+                for slot, token in zip(active, tokens, strict=True):
+                    out[rows[slot], done[slot]] = token
+                    done[slot] += 1
+                return list(range(len(active))) if done[active[0]] < n_tokens else []
+
+            greedy_batch(model, [encoded[i].input_ids for i in rows], pad_id, device, n_tokens,
+                         choose)  # fmt: skip
+    return out
 
 
 def prefix_accuracy(

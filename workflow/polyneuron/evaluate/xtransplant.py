@@ -28,8 +28,10 @@ from tqdm import tqdm
 
 from polyneuron import PolyneuronError
 from polyneuron.evaluate.matrix import ABLATION_SCHEMA, mean_metric_rows
+from polyneuron.model import work
 from polyneuron.model.adapters import decoder_layers
 from polyneuron.model.batches import pad_token_id
+from polyneuron.model.greedy import left_pad
 from polyneuron.model.steer import ffn_output_module, ffn_transplant
 from polyneuron.neurons.logit_lens import answer_prefix_for, answer_token_ids, lens_prompt
 
@@ -117,13 +119,7 @@ class LastStep:
 
 def _left_padded(tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     encoded = [list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
-    width = max(len(e) for e in encoded)
-    ids = torch.full((len(encoded), width), pad_token_id(tokenizer), dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, tokens in enumerate(encoded):
-        ids[row, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
-        mask[row, width - len(tokens) :] = 1
-    return ids, mask
+    return left_pad(encoded, pad_token_id(tokenizer), torch.device("cpu"))
 
 
 def last_step(model: nn.Module, tokenizer, texts: Sequence[str], device: torch.device) -> LastStep:
@@ -250,8 +246,14 @@ class _Plain:
     vectors: dict[int, torch.Tensor]
 
 
-def _plain(model, tokenizer, facts: Facts, layers: Sequence[int], device) -> _Plain:
+def _plain(
+    model, tokenizer, facts: Facts, layers: Sequence[int], device, conditions: int = 1
+) -> _Plain:
+    """``facts`` run plain; their prompts are needed ``conditions`` times at least
+    (:func:`polyneuron.model.work.add`: the plain run and each transplant or control into
+    them would each be a plain pass, where this reruns only the last token)."""
     step = last_step(model, tokenizer, facts.texts, device)
+    work.add(*_left_padded(tokenizer, facts.texts), conditions, logits="last")
     hits, vectors = step_hits(model, step, facts.gold_ids, record=layers)
     return _Plain(facts, step, hits, vectors)
 
@@ -317,8 +319,9 @@ def xtransplant_frame(
             if len(facts.texts) != len(pivot_facts.texts):
                 raise ValueError(f"{lang}: {len(facts.texts)} prompts but "
                                  f"{len(pivot_facts.texts)} pivot prompts")  # fmt: skip
-            here = _plain(model, tokenizer, facts, layers, device)
-            there = _plain(model, tokenizer, pivot_facts, layers, device)
+            conditions = 1 + len(layers) * (1 + len(seeds))
+            here = _plain(model, tokenizer, facts, layers, device, conditions)
+            there = _plain(model, tokenizer, pivot_facts, layers, device, conditions)
             frames += _direction_rows(model, there, here, layers, seeds, boot, bar)
             frames += _direction_rows(model, here, there, layers, seeds, boot, bar)
     if not frames:

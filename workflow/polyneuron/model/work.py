@@ -155,12 +155,7 @@ def need(times: int, new_tokens: int = 0, logits: str = "all") -> Iterator[None]
         ids = kwargs.get("input_ids", args[0] if args else None)
         if ids is None:
             return
-        mask = kwargs.get("attention_mask")
-        if mask is None or mask.ndim != 2:
-            mask = torch.ones_like(ids)
-        meter.needed.append(
-            Needed(ids.detach().cpu(), mask.detach().cpu(), times, new_tokens, logits)
-        )
+        add(ids, kwargs.get("attention_mask"), times, new_tokens, logits)
 
     _SCOPE.append(token)
     handle = decoder_body(meter.model).register_forward_pre_hook(pre, with_kwargs=True)
@@ -169,6 +164,28 @@ def need(times: int, new_tokens: int = 0, logits: str = "all") -> Iterator[None]
     finally:
         handle.remove()
         _SCOPE.pop()
+
+
+def add(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    times: int,
+    new_tokens: int = 0,
+    logits: str = "all",
+) -> None:
+    """Record one batch as needed ``times`` times, as :func:`need` does for each batch the
+    decoder body sees: for a job that runs less than a whole plain pass (e.g. only the last
+    token again, on a cached prefix), recorded by hand. No meter open: nothing."""
+    if logits not in LOGITS:
+        raise ValueError(f"logits must be one of {LOGITS}, not {logits!r}")
+    meter = _ACTIVE
+    if meter is None or times <= 0:
+        return
+    if attention_mask is None or attention_mask.ndim != 2:
+        attention_mask = torch.ones_like(input_ids)
+    meter.needed.append(
+        Needed(input_ids.detach().cpu(), attention_mask.detach().cpu(), times, new_tokens, logits)
+    )
 
 
 def finish(log: logging.Logger) -> None:
