@@ -18,8 +18,9 @@ run's own wall time and the rules that ran without a benchmark file.
 
 Work ratios: both runs have ``POLYNEURON_WORK_RATIO=1`` in their environment, so each model job
 of a checkout that has ``polyneuron.model.work`` ends by replaying the plain forward (or
-generation) passes it needs at minimum — its inputs once per intervention and control — in its
-own process, and logs ``work: job J s, minimum M s (...), ratio R; replay P s``. This script
+generation, or forward and backward) passes it needs at minimum — its inputs once per
+intervention and control — in its own process (see ``polyneuron.model.work`` and
+docs/benchmarks.md), and logs ``work: job J s, minimum M s (...), ratio R; replay P s``. This script
 reads those lines from the job logs and prints every model job's work ratio (J / M: the job's
 time, imports and model loading included, over its minimum), slowest first. The replay is not
 the job's work: it is taken off the job's wall time (``wall s`` and every total below are net

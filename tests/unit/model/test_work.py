@@ -92,9 +92,62 @@ def test_add_records_a_batch_by_hand_only_under_an_open_meter(model, monkeypatch
     work.add(torch.zeros(1, 2, dtype=torch.long), None, 0)  # not needed
     with pytest.raises(ValueError, match="logits must be one of"):
         work.add(torch.zeros(1, 2, dtype=torch.long), None, 1, logits="first")
+    with pytest.raises(ValueError, match="targets go with"):
+        work.add(torch.zeros(1, 2, dtype=torch.long), None, 1, logits="grad")
     assert [(n.times, n.logits, int(n.attention_mask.sum())) for n in meter.needed] == [
         (4, "last", 5),
         (2, "all", 2),
     ]
     assert meter.describe() == "2 batches, 7 tokens, 24 token passes"
     work._ACTIVE = None
+
+
+def test_every_kind_of_minimum_replays(model, monkeypatch):
+    monkeypatch.setenv(work.ENV, "1")
+    work.start(model, pad_token_id=0)
+    meter = work._ACTIVE
+    assert meter is not None
+    ids, mask = torch.randint(0, 50, (2, 5)), torch.tensor([[1] * 5, [1, 1, 1, 0, 0]])
+    for logits in work.LOGITS:
+        targets = mask.bool() if logits == "grad" else None
+        work.add(ids, mask, 2, logits=logits, targets=targets)
+    work.add(ids, mask, 1, new_tokens=3)
+    calls = []
+    final = work.final_norm(model)
+    handle = final.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape))
+    try:
+        minimum, replay = meter.seconds()
+    finally:
+        handle.remove()
+        work._ACTIVE = None
+    assert minimum > 0 and replay > 0
+    # the lens decodes layer 1's output at each row's last real token beside the model's own
+    # final norm (2 layers); the plain forwards and the generation add their own calls
+    assert [2, 16] in [list(shape) for shape in calls]
+
+
+def test_a_gradient_minimum_differentiates_down_to_the_first_activation(model, monkeypatch):
+    monkeypatch.setenv(work.ENV, "1")
+    work.start(model)
+    meter = work._ACTIVE
+    assert meter is not None
+    ids = torch.randint(0, 50, (2, 4))
+    targets = torch.tensor([[False, False, True, True], [False, True, True, False]])
+    work.add(ids, None, 1, logits="grad", targets=targets)
+    grads = []
+    real_grad = torch.autograd.grad
+
+    def grad(outputs, inputs, **kwargs):
+        result = real_grad(outputs, inputs, **kwargs)
+        grads.extend(g.shape for g in result)
+        return result
+
+    monkeypatch.setattr(torch.autograd, "grad", grad)
+    flags = [p.requires_grad for p in model.parameters()]
+    try:
+        meter.seconds()
+    finally:
+        work._ACTIVE = None
+    assert grads and list(grads[-1]) == [2, 4, 32]  # layer 0's activation, every position
+    assert [p.requires_grad for p in model.parameters()] == flags  # restored
+    assert all(p.grad is None for p in model.parameters())  # no weight gradients

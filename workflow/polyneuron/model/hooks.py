@@ -129,6 +129,20 @@ class NeuronStats:
         )
 
 
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """Parameters without grad for the block (no weight gradients are built); the model's own
+    ``requires_grad`` flags come back afterwards."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 class _StopForward(Exception):
     """Raised after the last hooked layer: nothing downstream is needed."""
 

@@ -3,8 +3,9 @@
 A model job's minimum is the plain passes over its inputs that no implementation can avoid: a
 plain ``model(**batch)`` forward over every batch it scores, once per intervention and control
 — with the logits it reads (every position's for a perplexity, the last position's for a
-next-token score, none for activation statistics) — or a greedy ``model.generate`` where it
-generates. With
+next-token score, none for activation statistics, every layer's last-position logits for a
+logit lens) — or a greedy ``model.generate`` where it generates, or a plain forward and
+backward where it needs gradients. With
 ``POLYNEURON_WORK_RATIO=1`` in the environment (``benchmarks/workflow.py`` sets it),
 :func:`start` (called by :func:`polyneuron.model.load.load_job_model`) opens a :class:`Meter`
 on the job's model; the library marks what it needs with :func:`need`: every batch the decoder
@@ -33,7 +34,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from polyneuron.model.adapters import decoder_body
+from polyneuron.model.adapters import activation_modules, decoder_body, final_norm, unembed
+from polyneuron.model.hooks import frozen
 
 ENV = "POLYNEURON_WORK_RATIO"
 LINE = (
@@ -42,7 +44,7 @@ LINE = (
 )
 
 
-LOGITS = ("all", "last", "none")
+LOGITS = ("all", "last", "none", "layers", "grad")
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Needed:
     times: int
     new_tokens: int = 0
     logits: str = "all"
+    #: ``logits="grad"``: the ``[batch, seq]`` positions whose logits the loss reads
+    targets: torch.Tensor | None = None
 
 
 @dataclass
@@ -73,8 +77,9 @@ class Meter:
         minimum = 0.0
         if self.needed:
             first = self.needed[0]
+            targets = None if first.targets is None else first.targets[:1]
             warm_up = Needed(first.input_ids[:1], first.attention_mask[:1], 0, first.new_tokens,
-                             first.logits)  # fmt: skip
+                             first.logits, targets)  # fmt: skip
             for item in [warm_up, *self.needed]:
                 start = time.perf_counter()
                 self._run(item)
@@ -84,6 +89,10 @@ class Meter:
     def _run(self, item: Needed) -> None:
         device = next(self.model.parameters()).device
         ids, mask = item.input_ids.to(device), item.attention_mask.to(device)
+        if item.logits == "grad":
+            assert item.targets is not None, "a gradient's minimum needs its target positions"
+            self._gradient(ids, mask, item.targets.to(device))
+            return
         with torch.inference_mode():
             if item.new_tokens:
                 self.model.generate(
@@ -92,10 +101,42 @@ class Meter:
                 )  # fmt: skip
             elif item.logits == "none":
                 decoder_body(self.model)(input_ids=ids, attention_mask=mask, use_cache=False)
+            elif item.logits == "layers":
+                self._lens(ids, mask)
             elif item.logits == "last":
                 self.model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
             else:
                 self.model(input_ids=ids, attention_mask=mask, use_cache=False)
+
+    def _lens(self, ids: torch.Tensor, mask: torch.Tensor) -> None:
+        """A plain logit lens at each row's last real token: the forward with every layer's
+        output kept, each one through the model's final norm and unembedding, softmax."""
+        out = self.model(input_ids=ids, attention_mask=mask, use_cache=False,
+                         output_hidden_states=True, logits_to_keep=1)  # fmt: skip
+        rows, last = torch.arange(len(ids), device=ids.device), mask.sum(1) - 1
+        norm = final_norm(self.model)
+        for hidden in out.hidden_states[1:-1]:  # the last one is the model's own logits
+            torch.log_softmax(unembed(self.model, norm(hidden[rows, last])).float(), -1)
+
+    def _gradient(self, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> None:
+        """A plain forward and backward: the loss over the ``targets`` positions' logits,
+        differentiated down to the first layer's activation (every neuron's gradient lies on
+        that path), no weight gradients."""
+        first = activation_modules(self.model)[0]
+        kept: list[torch.Tensor] = []
+
+        def keep(_module, _inputs, output):
+            kept.append(output.requires_grad_())
+
+        handle = first.register_forward_hook(keep)
+        try:
+            with frozen(self.model), torch.enable_grad():
+                hidden = decoder_body(self.model)(input_ids=ids, attention_mask=mask,
+                                                  use_cache=False)[0]  # fmt: skip
+                logits = unembed(self.model, hidden[targets]).float()
+                torch.autograd.grad(torch.logsumexp(logits, -1).sum(), kept)
+        finally:
+            handle.remove()
 
     def describe(self) -> str:
         """The recorded work in words: batches, tokens, passes."""
@@ -134,7 +175,9 @@ def _process_start() -> float:
 @contextmanager
 def need(times: int, new_tokens: int = 0, logits: str = "all") -> Iterator[None]:
     """Record each batch the decoder body sees in this scope as needed ``times`` times, with
-    ``logits`` (:data:`LOGITS`: every position's, the last one's, none) or followed by
+    ``logits`` (:data:`LOGITS`: every position's, the last one's, none, or every layer's output
+    at the last real token through the final norm and unembedding, as a plain logit lens
+    computes them from ``output_hidden_states``) or followed by
     ``new_tokens`` greedy tokens (a generation). Generation steps after a prompt's first are
     not recorded (the replay generates them). Nested scopes: the innermost counts."""
     if logits not in LOGITS:
@@ -172,20 +215,25 @@ def add(
     times: int,
     new_tokens: int = 0,
     logits: str = "all",
+    targets: torch.Tensor | None = None,
 ) -> None:
     """Record one batch as needed ``times`` times, as :func:`need` does for each batch the
     decoder body sees: for a job that runs less than a whole plain pass (e.g. only the last
-    token again, on a cached prefix), recorded by hand. No meter open: nothing."""
+    token again, on a cached prefix) or a gradient (``logits="grad"``, with ``targets``, the
+    ``[batch, seq]`` positions whose logits the loss reads), recorded by hand. No meter open:
+    nothing."""
     if logits not in LOGITS:
         raise ValueError(f"logits must be one of {LOGITS}, not {logits!r}")
+    if (logits == "grad") != (targets is not None):
+        raise ValueError('targets go with logits="grad", and only with it')
     meter = _ACTIVE
     if meter is None or times <= 0:
         return
     if attention_mask is None or attention_mask.ndim != 2:
         attention_mask = torch.ones_like(input_ids)
-    meter.needed.append(
-        Needed(input_ids.detach().cpu(), attention_mask.detach().cpu(), times, new_tokens, logits)
-    )
+    kept = None if targets is None else targets.detach().cpu()
+    ids, mask = input_ids.detach().cpu(), attention_mask.detach().cpu()
+    meter.needed.append(Needed(ids, mask, times, new_tokens, logits, kept))
 
 
 def finish(log: logging.Logger) -> None:

@@ -230,7 +230,7 @@ def lens_probs(
                     attention[row, : len(encoded[i])] = 1
                 last = attention.sum(1) - 1
                 captured[:] = [None] * n_layers
-                with work.need(1, logits="last"):
+                with work.need(1, logits="layers"):
                     body(input_ids=ids.to(device), attention_mask=attention.to(device),
                          use_cache=False)  # fmt: skip
                 index = torch.tensor(batch, dtype=torch.long)

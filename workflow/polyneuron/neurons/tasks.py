@@ -21,8 +21,10 @@ from torch import nn
 from tqdm import tqdm
 
 from polyneuron import PolyneuronError
+from polyneuron.model import work
 from polyneuron.model.adapters import activation_modules, decoder_body, neurons_per_layer, unembed
 from polyneuron.model.batches import Encoded, collate, encode, pad_token_id, plan_batches
+from polyneuron.model.hooks import frozen
 from polyneuron.neurons.overlap import pairwise_overlap
 from polyneuron.tensors import read_tensors, write_tensors
 
@@ -69,20 +71,6 @@ def encode_tasks(
                 f"(empty target, or cut off by max_length={max_length})"
             )
     return encoded
-
-
-@contextmanager
-def _frozen(model: nn.Module) -> Iterator[None]:
-    """Parameters without grad for the block (no weight gradients are built); the model's own
-    ``requires_grad`` flags come back afterwards."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 class _Keeper:
@@ -142,7 +130,7 @@ def attribute(
     with (
         torch.inference_mode(False),
         torch.enable_grad(),
-        _frozen(model),
+        frozen(model),
         keeper.attached(),
         tqdm(total=total, desc=desc, unit="tok", mininterval=5.0) as bar,
     ):
@@ -155,6 +143,8 @@ def attribute(
             hidden = body(**batch, use_cache=False)[0]  # final-normed last hidden state
             predicts = torch.zeros_like(counted)
             predicts[:, :-1] = counted[:, 1:]  # position p predicts token p + 1
+            work.add(batch["input_ids"], batch["attention_mask"], 1, logits="grad",
+                     targets=predicts)  # fmt: skip
             labels = batch["input_ids"][:, 1:][counted[:, 1:]]
             logits = unembed(model, hidden[predicts.to(hidden.device)])
             logits = logits.to(_working_dtype(logits.dtype))
@@ -170,8 +160,8 @@ def attribute(
                 if grad is None:  # the loss does not depend on this layer
                     continue
                 where = real.to(act.device)
-                work = _working_dtype(act.dtype)
-                product = grad[where].to(work) * act.detach()[where].to(work)
+                dtype = _working_dtype(act.dtype)
+                product = grad[where].to(dtype) * act.detach()[where].to(dtype)
                 signed[layer] += product.sum(0).to(device=device, dtype=torch.float64)
             n_tokens += int(labels.numel())
             del hidden, logits, loss, acts, grads
