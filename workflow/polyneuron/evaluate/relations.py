@@ -113,13 +113,12 @@ def greedy_tokens(
     lengths = [len(e.input_ids) for e in encoded]
     with torch.inference_mode():
         for rows in plan_batches(lengths, batch_tokens, max_batch_size):
-            done = [0] * len(rows)
+            step = [0]  # every row of the batch goes on to n_tokens: one count for all
 
-            def choose(active: list[int], tokens: list[int], rows=rows, done=done) -> list[int]:
-                for slot, token in zip(active, tokens, strict=True):
-                    out[rows[slot], done[slot]] = token
-                    done[slot] += 1
-                return list(range(len(active))) if done[active[0]] < n_tokens else []
+            def choose(active: list[int], tokens: list[int], rows=rows, step=step) -> list[int]:
+                out[[rows[slot] for slot in active], step[0]] = torch.tensor(tokens)
+                step[0] += 1
+                return list(range(len(active))) if step[0] < n_tokens else []
 
             greedy_batch(model, [encoded[i].input_ids for i in rows], pad_id, device, n_tokens,
                          choose)  # fmt: skip

@@ -122,10 +122,15 @@ def _left_padded(tokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.T
     return left_pad(encoded, pad_token_id(tokenizer), torch.device("cpu"))
 
 
-def last_step(model: nn.Module, tokenizer, texts: Sequence[str], device: torch.device) -> LastStep:
+def last_step(
+    model: nn.Module, tokenizer, texts: Sequence[str], device: torch.device, needed: int = 0
+) -> LastStep:
     """Tokenise ``texts`` with special tokens, left-padded, and run all positions but the last.
-    Position ids count each row's real tokens, so padding does not shift them."""
+    Position ids count each row's real tokens, so padding does not shift them. ``needed``: how
+    many plain passes over the prompts the caller's conditions stand for
+    (:func:`polyneuron.model.work.add`; they rerun only the last token)."""
     ids, mask = _left_padded(tokenizer, texts)
+    work.add(ids, mask, needed, logits="last")
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     if ids.shape[1] < 2:
@@ -249,11 +254,9 @@ class _Plain:
 def _plain(
     model, tokenizer, facts: Facts, layers: Sequence[int], device, conditions: int = 1
 ) -> _Plain:
-    """``facts`` run plain; their prompts are needed ``conditions`` times at least
-    (:func:`polyneuron.model.work.add`: the plain run and each transplant or control into
-    them would each be a plain pass, where this reruns only the last token)."""
-    step = last_step(model, tokenizer, facts.texts, device)
-    work.add(*_left_padded(tokenizer, facts.texts), conditions, logits="last")
+    """``facts`` run plain; their prompts are needed ``conditions`` times at least (the plain
+    run and each transplant or control into them would each be a plain pass)."""
+    step = last_step(model, tokenizer, facts.texts, device, needed=conditions)
     hits, vectors = step_hits(model, step, facts.gold_ids, record=layers)
     return _Plain(facts, step, hits, vectors)
 

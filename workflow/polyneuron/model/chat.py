@@ -15,6 +15,7 @@ from tqdm import tqdm
 from polyneuron import PolyneuronError
 from polyneuron.model.adapters import decoder_body, decoder_layers, unembed
 from polyneuron.model.batches import pad_token_id
+from polyneuron.model.greedy import left_pad
 from polyneuron.model.steer import hidden_arg
 
 SENTINEL = "<<polyneuron-instruction>>"
@@ -112,14 +113,7 @@ def left_padded(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded ids and attention mask of ``rows`` (generation continues every row at the
     last position), on the CPU."""
-    width = max(len(prompts.input_ids[i]) for i in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    attention = torch.zeros_like(ids)
-    for row, i in enumerate(rows):
-        tokens = prompts.input_ids[i]
-        ids[row, width - len(tokens) :] = torch.tensor(tokens)
-        attention[row, width - len(tokens) :] = 1
-    return ids, attention
+    return left_pad([prompts.input_ids[i] for i in rows], pad, torch.device("cpu"))
 
 
 def subset(prompts: ChatPrompts, rows: Sequence[int]) -> ChatPrompts:
